@@ -1,0 +1,119 @@
+"""The engine: one model and one VAD per process, shared by every stream."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from .events import Event
+from .stream import SpeechStream, StreamConfig, Ticket
+from .text import tidy_text
+from .vad import SileroVAD
+from .whisper import SAMPLE_RATE, DecodeOptions, WhisperRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineConfig:
+    model: str | None = None  # "base", "tiny.en", a CTranslate2 directory or a hub name
+    compute_type: str = "int8"
+    threads: int = 0  # 0: all cores
+    device: str = "cpu"
+    max_batch: int = 8
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+
+
+@dataclass
+class OfflineSegment:
+    start: float
+    end: float
+    text: str
+    words: list[dict]
+
+
+@dataclass
+class OfflineTranscript:
+    language: str
+    language_probability: float
+    duration: float
+    processing_time: float
+    segments: list[OfflineSegment]
+
+    @property
+    def text(self) -> str:
+        return tidy_text(" ".join(s.text for s in self.segments), self.language)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None, *, runner: WhisperRunner | None = None,
+                 vad: SileroVAD | None = None):
+        self.config = config or EngineConfig()
+        if runner is None:
+            from .models import load_whisper
+
+            model, source = load_whisper(self.config.model, compute_type=self.config.compute_type,
+                                         cpu_threads=self.config.threads, device=self.config.device)
+            runner = WhisperRunner(model, self.config.decode, name=source.name)
+        self.runner = runner
+        self.vad = vad if vad is not None else SileroVAD()
+
+    @property
+    def model_name(self) -> str:
+        return self.runner.name
+
+    def open_stream(self, config: StreamConfig | None = None, stream_id: str | None = None,
+                    use_vad: bool = True) -> SpeechStream:
+        return SpeechStream(self.runner, self.vad if use_vad else None, config or StreamConfig(), stream_id)
+
+    def step(self, streams: Iterable[SpeechStream]) -> list[tuple[SpeechStream, Event]]:
+        """Serve the most urgent ready streams with one batched model call."""
+        ready = [s for s in streams if s.ready()]
+        if not ready:
+            return []
+        ready.sort(key=lambda s: -s.pending_audio_seconds)
+        tickets: list[tuple[SpeechStream, Ticket]] = []
+        for s in ready[: self.config.max_batch]:
+            ticket = s.next_request()
+            if ticket is not None:
+                tickets.append((s, ticket))
+        try:
+            results = self.runner.decode([t.request for _, t in tickets])
+        except Exception:
+            for s, t in tickets:
+                s.cancel(t)
+            raise
+        out: list[tuple[SpeechStream, Event]] = []
+        for (s, t), r in zip(tickets, results):
+            out.extend((s, e) for e in s.apply(t, r))
+        return out
+
+    def drain(self, stream: SpeechStream) -> list[Event]:
+        """Decode until the stream has nothing left to do (for offline-style use)."""
+        events: list[Event] = []
+        while stream.ready():
+            events.extend(e for _, e in self.step([stream]))
+        return events
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None, beam_size: int = 1,
+                   task: str = "transcribe", progress=None) -> OfflineTranscript:
+        """Whole-file transcription (faster-whisper's long-form path, VAD-filtered)."""
+        started = time.perf_counter()
+        duration = len(audio) / SAMPLE_RATE
+        segments_iter, info = self.runner.fw_model.transcribe(
+            audio, language=language, task=task, beam_size=beam_size, vad_filter=True,
+            word_timestamps=True, condition_on_previous_text=True)
+        segments: list[OfflineSegment] = []
+        for seg in segments_iter:
+            words = [{"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3),
+                      "probability": round(w.probability, 3)} for w in (seg.words or [])]
+            segments.append(OfflineSegment(round(seg.start, 3), round(seg.end, 3),
+                                           tidy_text(seg.text, info.language), words))
+            if progress is not None:
+                progress(min(seg.end, duration), duration)
+        return OfflineTranscript(info.language, float(info.language_probability), duration,
+                                 time.perf_counter() - started, segments)

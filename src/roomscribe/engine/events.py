@@ -1,0 +1,54 @@
+"""What the engine emits: words with timings and caption events."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+@dataclass
+class Word:
+    """A word on the stream's audio clock (seconds). `text` keeps its leading space."""
+
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+    def shifted(self, offset: float) -> "Word":
+        return Word(self.text, self.start + offset, self.end + offset, self.probability)
+
+
+class EventType(str, Enum):
+    SPEECH_START = "speech_start"
+    INTERIM = "interim"
+    FINAL = "final"
+    SPEECH_END = "speech_end"
+
+
+@dataclass
+class Event:
+    """One caption event.
+
+    INTERIM carries the uncommitted tail of the current segment (it replaces the
+    previous interim); FINAL carries words newly committed to the segment, and the
+    last FINAL of a segment has `segment_final` set. `segment_text` is the whole
+    segment so far, which is what a caption shows.
+    `emitted_at` is how much audio the stream had been given when it came out.
+    """
+
+    type: EventType
+    segment_id: str
+    emitted_at: float
+    text: str = ""
+    words: list[Word] = field(default_factory=list)
+    start: float = 0.0
+    end: float = 0.0
+    language: str | None = None
+    segment_final: bool = False  # FINAL that closes its segment
+    segment_text: str = ""  # the segment so far: committed words (+ the tail, for INTERIM)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["type"] = self.type.value
+        return out

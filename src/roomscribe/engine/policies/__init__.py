@@ -1,0 +1,19 @@
+"""Streaming commit policies (pure code)."""
+
+from .alignatt import AlignAtt
+from .base import Hypothesis, Policy, back_off_to_word
+from .local_agreement import LocalAgreement
+
+POLICIES = ("localagreement", "alignatt")
+
+
+def make_policy(name: str, *, frame_threshold: int = 25) -> Policy:
+    key = name.lower().replace("-", "").replace("_", "")
+    if key in ("localagreement", "la", "la2"):
+        return LocalAgreement()
+    if key == "alignatt":
+        return AlignAtt(frame_threshold=frame_threshold)
+    raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+
+
+__all__ = ["AlignAtt", "Hypothesis", "LocalAgreement", "Policy", "POLICIES", "back_off_to_word", "make_policy"]
