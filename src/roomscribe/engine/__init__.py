@@ -1,10 +1,11 @@
 """The streaming speech engine: pure code over numpy, CTranslate2 and onnxruntime."""
 
-from .engine import Engine, EngineConfig
+from .engine import Engine, EngineConfig, OfflineSegment, OfflineTranscript
 from .events import Event, EventType, Word
 from .models import DEFAULT_MODEL, ModelNotFoundError, resolve_model
 from .stream import InputError, SpeechStream, StreamConfig
 from .vad import VadConfig
 
 __all__ = ["DEFAULT_MODEL", "Engine", "EngineConfig", "Event", "EventType", "InputError",
-           "ModelNotFoundError", "SpeechStream", "StreamConfig", "VadConfig", "Word", "resolve_model"]
+           "ModelNotFoundError", "OfflineSegment", "OfflineTranscript", "SpeechStream", "StreamConfig",
+           "VadConfig", "Word", "resolve_model"]

@@ -114,6 +114,9 @@ def resolve_model(spec: str | os.PathLike | None = None, *, allow_download: bool
     """Find weights for `spec`: a CTranslate2 directory, "base", "tiny.en", or a hub name."""
     spec = str(spec) if spec else DEFAULT_MODEL
     path = Path(spec).expanduser()
+    looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and path.parent.exists()
+    if looks_like_path and not path.exists():
+        raise ModelNotFoundError(f"model directory {spec!r} does not exist")
     if path.exists():
         if not (path.is_dir() and (path / "model.bin").is_file()):
             raise ModelNotFoundError(
@@ -153,8 +156,16 @@ def load_whisper(spec: str | os.PathLike | None = None, *, compute_type: str = "
         model = WhisperModel(source.name, device=device, compute_type=compute_type,
                              cpu_threads=threads, files=source.files)
         source.files = None  # the bytes now live inside CTranslate2
+    elif source.directory is not None:
+        model = WhisperModel(str(source.directory), device=device, compute_type=compute_type,
+                             cpu_threads=threads)
     else:
-        target = str(source.directory) if source.directory else source.name
-        model = WhisperModel(target, device=device, compute_type=compute_type, cpu_threads=threads)
+        try:
+            model = WhisperModel(source.name, device=device, compute_type=compute_type, cpu_threads=threads)
+        except Exception as exc:  # noqa: BLE001 - any hub failure means the same to the user
+            raise ModelNotFoundError(
+                f"could not download Whisper {source.name!r} ({type(exc).__name__}); on a machine without "
+                "network use 'base' or 'tiny.en' (installed packages) or a local CTranslate2 directory"
+            ) from None
     log.info("loaded Whisper %s from %s (%s)", source.name, source.origin, compute_type)
     return model, source

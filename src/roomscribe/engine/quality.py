@@ -8,24 +8,28 @@ from typing import Sequence
 from .whisper import DecodeResult, compression_ratio
 
 
-def trim_repetition(tokens: Sequence[int], max_pattern: int = 12) -> list[int]:
-    """Cut a run where a token pattern repeats back to back (a decoder loop) to one copy."""
-    tokens = list(tokens)
-    n = len(tokens)
+def trim_repetition(tokens: Sequence[int], prefix: Sequence[int] = (), max_pattern: int = 48) -> list[int]:
+    """Cut a decoder loop (a token pattern repeated back to back) down to its first copy.
+
+    Whisper on a short window often transcribes the window and then starts over;
+    the check runs over prefix + tokens so a restart of the committed text counts too.
+    Short patterns must repeat more often before they count as a loop.
+    """
+    seq = [*prefix, *tokens]
+    n = len(seq)
     for i in range(n):
-        for length in range(1, max_pattern + 1):
-            if i + 2 * length > n:
-                break
-            pattern = tokens[i:i + length]
-            repeats = 1
-            j = i + length
-            while j + length <= n and tokens[j:j + length] == pattern:
+        for length in range(1, min(max_pattern, (n - i) // 2) + 1):
+            if i + 2 * length <= len(prefix):
+                continue  # a loop wholly inside the committed prefix is history
+            pattern = seq[i:i + length]
+            repeats, j = 1, i + length
+            while j + length <= n and seq[j:j + length] == pattern:
                 repeats += 1
                 j += length
-            needed = 4 if length <= 2 else 3
+            needed = 4 if length <= 2 else 3 if length <= 4 else 2
             if repeats >= needed:
-                return tokens[:i + length]
-    return tokens
+                return seq[len(prefix):max(len(prefix), i + length)]
+    return list(tokens)
 
 
 @dataclass
@@ -37,7 +41,7 @@ class QualityGate:
 
     def accept(self, result: DecodeResult, runner, prefix: Sequence[int]) -> list[int]:
         """The generated tokens worth keeping; [] when the whole hypothesis looks spurious."""
-        tokens = trim_repetition(result.tokens)
+        tokens = trim_repetition(result.tokens, prefix)
         if not tokens:
             return []
         if result.no_speech_prob > self.no_speech_threshold and result.avg_logprob < self.logprob_threshold:

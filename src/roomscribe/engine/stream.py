@@ -265,7 +265,8 @@ class SpeechStream:
         ends = result.token_ends[len(result.prefix):]
         probs = result.token_probs[len(result.prefix):]
         hyp = Hypothesis(tokens=tokens, token_ends=ends[: len(tokens)],
-                         word_starts=self._word_starts(tokens, language), content_seconds=content)
+                         word_starts=self._word_starts(tokens, language), content_seconds=content,
+                         token_probs=probs[: len(tokens)])
 
         if ticket.flush:
             n = len(tokens)
@@ -328,7 +329,9 @@ class SpeechStream:
         """A FINAL for newly committed words; a closing one ends the segment."""
         if not self._segment_words and words:
             first = words[0]
-            words = [Word(first.text.lstrip(), first.start, first.end, first.probability), *words[1:]]
+            text = first.text.lstrip()
+            text = text[:1].upper() + text[1:]  # a caption starts with a capital (no-op for Hangul)
+            words = [Word(text, first.start, first.end, first.probability), *words[1:]]
         self._segment_words.extend(words)
         seg = self._segment_words
         event = Event(EventType.FINAL, self._segment_id, emitted_at, text=join_words(words, language),

@@ -17,6 +17,7 @@ class Hypothesis:
     token_ends: Sequence[float]  # seconds from the window start, per generated token
     word_starts: Sequence[bool]  # whether each token begins a new word
     content_seconds: float  # audio in the window (without padding)
+    token_probs: Sequence[float] = ()  # the model's probability of each generated token
 
 
 class Policy(Protocol):

@@ -1,0 +1,133 @@
+"""The `roomscribe` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+
+EXIT_BAD_INPUT = 2
+EXIT_NO_MODEL = 3
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="Whisper model: base (default, multilingual), tiny.en, a CTranslate2 directory, "
+                        "or a faster-whisper name (downloaded only where a network exists)")
+    p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default int8)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the model (default: all cores)")
+    p.add_argument("--language", default=None, help="language code (en, ko, ...); default: detect")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roomscribe", description="Real-time captions for rooms and files.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("transcribe", help="transcribe a file, offline or as a live stream would be captioned")
+    t.add_argument("file", help="any audio or video file ffmpeg can decode")
+    t.add_argument("--simulate", action="store_true",
+                   help="play the file at 1x through the streaming engine and show live captions")
+    t.add_argument("--policy", default="localagreement", choices=["localagreement", "alignatt"])
+    t.add_argument("--format", default="text", choices=["text", "json", "srt", "vtt"])
+    t.add_argument("--clock", default="realtime", choices=["realtime", "aware", "unaware"],
+                   help="--simulate clock: realtime (1x wall clock), aware (1x with compute counted, "
+                        "no waiting), unaware (compute is free)")
+    t.add_argument("--frame-threshold", type=int, default=25, help="AlignAtt: frames (20 ms) kept clear of the end")
+    t.add_argument("--min-chunk", type=float, default=0.5, help="seconds of new audio between decodes")
+    t.add_argument("--beam-size", type=int, default=1, help="offline beam size (default 1)")
+    t.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
+                   help="translate: any language to English (Whisper's own translation)")
+    _add_engine_options(t)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "transcribe":
+            return _transcribe(args)
+    except BrokenPipeError:  # output closed early (e.g. piped into head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_BAD_INPUT
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"roomscribe: error: {message}", file=sys.stderr)
+    return code
+
+
+def _transcribe(args) -> int:
+    from .audio import AudioFileError, load_audio
+    from .engine import Engine, EngineConfig, ModelNotFoundError
+
+    try:
+        audio = load_audio(args.file)
+    except AudioFileError as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    try:
+        engine = Engine(EngineConfig(model=args.model, compute_type=args.compute_type, threads=args.threads))
+    except ModelNotFoundError as exc:
+        return _fail(str(exc), EXIT_NO_MODEL)
+    if args.simulate:
+        return _simulate(engine, audio, args)
+    return _offline(engine, audio, args)
+
+
+def _offline(engine, audio, args) -> int:
+    from .formats import Cue, render
+    from .progress import ProgressBar
+
+    bar = ProgressBar(enabled=sys.stderr.isatty())
+    result = engine.transcribe(audio, language=args.language, beam_size=args.beam_size, task=args.task,
+                               progress=bar.update)
+    bar.close()
+    cues = [Cue(s.start, s.end, s.text) for s in result.segments]
+    doc = {"language": result.language, "duration": round(result.duration, 3),
+           "processing_time": round(result.processing_time, 3), "text": result.text,
+           "segments": [asdict(s) for s in result.segments]}
+    sys.stdout.write(render(cues, args.format, doc))
+    print(f"roomscribe: {result.duration:.1f} s of audio in {result.processing_time:.1f} s "
+          f"(RTF {result.processing_time / max(result.duration, 1e-9):.3f}), language {result.language}",
+          file=sys.stderr)
+    return 0
+
+
+def _simulate(engine, audio, args) -> int:
+    from .engine import StreamConfig
+    from .formats import Cue, render
+    from .live_view import LiveView
+    from .simulation import simulate
+    from .stats import percentile
+
+    try:
+        config = StreamConfig(policy=args.policy, language=args.language, task=args.task,
+                              frame_threshold=args.frame_threshold, min_chunk_seconds=args.min_chunk)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    view = LiveView(sys.stdout, args.format)
+    result = simulate(engine, audio, config, mode=args.clock, on_event=view.show)
+    view.close()
+    if args.format in ("srt", "vtt"):
+        cues = [Cue(e.start, e.end, e.segment_text) for e in result.segments()]
+        sys.stdout.write(render(cues, args.format))
+    lat = result.final_word_latencies()
+    first = result.first_interim_delay()
+    print(f"roomscribe: policy {args.policy}, clock {args.clock}: {result.audio_seconds:.1f} s audio, "
+          f"compute {result.compute_seconds:.1f} s (RTF {result.rtf:.2f}), {result.decodes} decodes; "
+          f"final latency (word end to final) p50 {percentile(lat, 50):.2f} s p90 {percentile(lat, 90):.2f} s; "
+          f"first interim {'-' if first is None else f'{first:.2f} s'} after speech start",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = Path(os.environ.get("ROOMSCRIBE_EVAL", ROOT.parent / "shared" / "eval"))
+
+
+@pytest.fixture(scope="session")
+def eval_dir() -> Path:
+    if not (EVAL / "manifest.jsonl").is_file():
+        pytest.skip(f"eval audio not found at {EVAL} (set ROOMSCRIBE_EVAL)")
+    return EVAL
+
+
+@pytest.fixture(scope="session")
+def manifest(eval_dir) -> dict[str, dict]:
+    lines = (eval_dir / "manifest.jsonl").read_text().splitlines()
+    return {e["audio"]: e for e in map(json.loads, filter(None, lines))}
+
+
+def read_audio(path: Path) -> np.ndarray:
+    audio, sr = sf.read(path, dtype="float32")
+    assert sr == 16000
+    return audio
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from roomscribe.engine import Engine
+
+    return Engine()
+
+
+@pytest.fixture(scope="session")
+def espeak_wav(tmp_path_factory) -> Path:
+    """English speech synthesised with espeak-ng (for tests that must not need ../shared)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    out = tmp_path_factory.mktemp("speech") / "hello.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out),
+                    "The quick brown fox jumps over the lazy dog. Captions should appear quickly."],
+                   check=True, capture_output=True)
+    return out
