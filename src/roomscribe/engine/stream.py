@@ -118,7 +118,7 @@ class SpeechStream:
         events: list[Event] = []
         if self._vad is None:
             if self._active is None:
-                events += self._start_utterance(self._received)
+                events += self._start_utterance(self._received, self._received)
             self._active.window.append(samples)
             self._active.speech_samples += len(samples)
             self._received += len(samples)
@@ -131,10 +131,11 @@ class SpeechStream:
             offset = min(max(ev.sample - base, cursor), len(samples))
             if ev.kind == "start":
                 self._feed_preroll(samples[cursor:offset])
-                events += self._start_utterance(ev.sample)
+                events += self._start_utterance(ev.sample, base + offset)
             else:
                 self._feed_active(samples[cursor:offset])
                 self._close_active(ev.speech_samples)
+                self._preroll.clear(base + offset)
             cursor = offset
         rest = samples[cursor:]
         if self._active is not None:
@@ -157,7 +158,7 @@ class SpeechStream:
 
     def _feed_preroll(self, audio: np.ndarray) -> None:
         self._preroll.append(audio)
-        keep = int(self.config.vad.pad_seconds * SAMPLE_RATE) + 1024
+        keep = int(self.config.vad.start_pad_seconds * SAMPLE_RATE) + 1024
         if len(self._preroll) > keep:
             self._preroll.drop_front(len(self._preroll) - keep)
 
@@ -166,17 +167,18 @@ class SpeechStream:
             self._active.window.append(audio)
             self._active.speech_samples += len(audio)
 
-    def _start_utterance(self, start_sample: int) -> list[Event]:
+    def _start_utterance(self, start_sample: int, position: int) -> list[Event]:
+        """Open an utterance at `start_sample`; `position` is where the pre-roll ends."""
         policy = make_policy(self.config.policy, frame_threshold=self.config.frame_threshold)
         utt = _Utterance(start_sample, policy, self.config.language or self._detected_language)
         # Audio from just before the VAD fired (its pad) comes from the pre-roll.
         pre = self._preroll.view()
-        skip = max(0, start_sample - self._preroll.start_sample)
-        if self._preroll.start_sample <= start_sample and skip <= len(pre):
+        skip = start_sample - self._preroll.start_sample
+        if 0 <= skip <= len(pre) and self._preroll.end_sample == position:
             utt.window.append(pre[skip:])
         else:
-            utt.window.clear(self._received)
-        self._preroll.clear(self._received)
+            utt.window.clear(position)
+        self._preroll.clear(position)
         self._active = utt
         return [Event(EventType.SPEECH_START, self._segment_id, self.received_seconds,
                       start=start_sample / SAMPLE_RATE)]
@@ -253,10 +255,12 @@ class SpeechStream:
         utt = ticket.utterance
         utt.decodes += 1
         emitted_at = self.received_seconds if now is None else now
-        if utt.language is None and result.language_probability >= 0.5:
-            utt.language = result.language
+        if self.config.language is None and ticket.request.language is None:
+            # Detection on a second of audio is often wrong: a language becomes the stream's
+            # own only when heard confidently on a longer window; until then, each decode detects.
             if ticket.content_samples >= 2 * SAMPLE_RATE and result.language_probability >= 0.8:
                 self._detected_language = result.language
+                utt.language = result.language
         language = result.language
         offset = ticket.window_start / SAMPLE_RATE
         content = ticket.content_samples / SAMPLE_RATE
@@ -361,7 +365,20 @@ class SpeechStream:
         cut_time = words[cut - 1].end
         if utt.tail:
             cut_time = min(cut_time, utt.tail[0].start)
-        cut_samples = int(round(cut_time * SAMPLE_RATE)) - utt.window.start_sample
+        cut_sample = int(round(cut_time * SAMPLE_RATE))
+        if self._vad is not None:
+            # Alignment puts word ends within a frame or two; a cut inside a word makes the
+            # next window start on a fragment, so move it to the quietest nearby point.
+            lo = max(int((words[cut - 1].end - 0.25) * SAMPLE_RATE), int(words[cut - 1].start * SAMPLE_RATE))
+            hi = int((cut_time + 0.25) * SAMPLE_RATE)
+            if cut < len(words):
+                hi = min(hi, int(words[cut].end * SAMPLE_RATE))
+            elif utt.tail:
+                hi = min(hi, int(utt.tail[0].end * SAMPLE_RATE))
+            quiet = self._vad.quietest_sample(lo, hi)
+            if quiet is not None and quiet[1] < self.config.vad.threshold:
+                cut_sample = quiet[0]
+        cut_samples = cut_sample - utt.window.start_sample
         if cut_samples <= 0:
             return
         moved = sum(cw.n_tokens for cw in utt.prefix_words[:cut])

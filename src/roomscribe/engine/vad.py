@@ -16,6 +16,7 @@ import numpy as np
 
 CHUNK = 512
 CONTEXT = 64
+HISTORY_CHUNKS = 1024  # about 33 s of probabilities
 SAMPLE_RATE = 16000
 
 
@@ -82,7 +83,8 @@ class VadConfig:
     neg_threshold: float | None = None  # default: threshold - 0.15
     min_silence_seconds: float = 0.5  # silence that ends an utterance
     min_speech_seconds: float = 0.25  # shorter bursts are dropped
-    pad_seconds: float = 0.2  # audio kept before speech start and after speech end
+    pad_seconds: float = 0.2  # audio kept after speech end
+    start_pad_seconds: float = 0.2  # audio kept before speech start
 
 
 @dataclass
@@ -105,6 +107,9 @@ class VadStream:
         self._speech_start = 0
         self._last_speech_end = 0
         self._speech_samples = 0
+        # Recent speech probabilities (one per chunk), to find pauses for window cuts.
+        self._history = np.zeros(HISTORY_CHUNKS, dtype=np.float32)
+        self._history_end = 0  # chunk index one past the newest entry
 
     @property
     def neg_threshold(self) -> float:
@@ -126,12 +131,14 @@ class VadStream:
         min_silence = int(cfg.min_silence_seconds * SAMPLE_RATE)
         events: list[VadEvent] = []
         for p in probs:
+            self._history[self._history_end % HISTORY_CHUNKS] = p
+            self._history_end += 1
             begin = self._processed
             self._processed += CHUNK
             if p >= cfg.threshold:
                 if not self.in_speech:
                     self.in_speech = True
-                    self._speech_start = max(0, begin - pad)
+                    self._speech_start = max(0, begin - int(cfg.start_pad_seconds * SAMPLE_RATE))
                     self._speech_samples = 0
                     events.append(VadEvent("start", self._speech_start))
                 self._last_speech_end = self._processed
@@ -151,6 +158,17 @@ class VadStream:
             self.in_speech = False
             return [VadEvent("end", self._processed + len(self._pending), self._speech_samples)]
         return []
+
+    def quietest_sample(self, lo: int, hi: int) -> tuple[int, float] | None:
+        """The middle of the least speech-like chunk in [lo, hi) samples, with its probability."""
+        first = max(lo // CHUNK, self._history_end - HISTORY_CHUNKS, 0)
+        last = min(-(-hi // CHUNK), self._history_end)
+        if last <= first:
+            return None
+        idx = np.arange(first, last)
+        probs = self._history[idx % HISTORY_CHUNKS]
+        best = int(np.argmin(probs))
+        return int(idx[best] * CHUNK + CHUNK // 2), float(probs[best])
 
     @property
     def processed_samples(self) -> int:
