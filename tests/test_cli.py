@@ -111,9 +111,10 @@ def test_a_truncated_file_is_reported_or_transcribed_up_to_the_damage(tmp_path, 
 
 
 def test_espeak_speech_is_transcribed_without_the_eval_set(espeak_wav):
-    out = run("transcribe", espeak_wav, "--simulate", "--clock", "unaware", "--model", "tiny.en")
-    assert out.returncode == 0, out.stderr
-    assert "fox" in out.stdout.lower()
+    for model in ("base", "tiny.en"):
+        out = run("transcribe", espeak_wav, "--simulate", "--clock", "unaware", "--model", model)
+        assert out.returncode == 0, out.stderr
+        assert "lazy dog" in out.stdout.lower() and "quickly" in out.stdout.lower()
 
 
 def test_an_unknown_model_is_a_clear_error(sample):

@@ -52,7 +52,18 @@ def test_alignatt_commits_tokens_clear_of_the_window_end():
 def test_alignatt_threshold_option_moves_the_commit_point():
     h = hyp([1, 2, 3, 4, 5], ends=[0.5, 1.0, 1.5, 2.2, 2.4], content=2.5)
     assert AlignAtt(frame_threshold=5).commit_count(h) == 4
-    assert AlignAtt(frame_threshold=100).commit_count(h) == 0
+    assert AlignAtt(frame_threshold=150).commit_count(h) == 0
+
+
+def test_alignatt_waits_on_tokens_the_model_doubts():
+    h = hyp([1, 2, 3, 4, 5], ends=[0.5, 1.0, 1.5, 2.2, 2.4], content=4.0)
+    h.token_probs = [0.9, 0.9, 0.1, 0.9, 0.9]
+    assert AlignAtt(frame_threshold=5).commit_count(h) == 2
+
+
+def test_alignatt_commits_nothing_from_a_sliver_of_audio():
+    h = hyp([1, 2, 3], ends=[0.1, 0.2, 0.3], content=0.6)
+    assert AlignAtt(frame_threshold=5).commit_count(h) == 0
 
 
 def test_back_off_never_commits_the_last_word():

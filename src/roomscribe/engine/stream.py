@@ -34,6 +34,7 @@ class StreamConfig:
     task: str = "transcribe"
     min_chunk_seconds: float = 0.5  # new audio needed before the window is decoded again
     max_window_seconds: float = 12.0  # the window is cut before it grows past this
+    keep_context_seconds: float = 0.0  # committed speech kept in the window after a cut
     frame_threshold: int = 25  # AlignAtt: 20 ms frames kept clear of the window end
     interim_results: bool = True
     vad: VadConfig = field(default_factory=VadConfig)
@@ -173,8 +174,10 @@ class SpeechStream:
         utt = _Utterance(start_sample, policy, self.config.language or self._detected_language)
         # Audio from just before the VAD fired (its pad) comes from the pre-roll.
         pre = self._preroll.view()
-        skip = start_sample - self._preroll.start_sample
-        if 0 <= skip <= len(pre) and self._preroll.end_sample == position:
+        # Never reach back before the pre-roll: that audio belongs to the previous utterance.
+        skip = max(0, start_sample - self._preroll.start_sample)
+        if skip <= len(pre) and self._preroll.end_sample == position:
+            utt.window.clear(self._preroll.start_sample + skip)
             utt.window.append(pre[skip:])
         else:
             utt.window.clear(position)
@@ -351,19 +354,22 @@ class SpeechStream:
         words = [cw.word for cw in utt.prefix_words]
         if not words:
             return
+        window_seconds = len(utt.window) / SAMPLE_RATE
+        too_long = window_seconds >= self.config.max_window_seconds - self.config.min_chunk_seconds
+        # Keep some committed speech in the window: Whisper hears the next words better in context.
+        keep = 0.0 if too_long else self.config.keep_context_seconds
         cut = 0
         for i in range(len(words) - 1, -1, -1):
             nxt = words[i + 1].text if i + 1 < len(words) else None
-            if ends_sentence(words[i].text, language, nxt):
+            if words[-1].end - words[i].end >= keep and ends_sentence(words[i].text, language, nxt):
                 cut = i + 1
                 break
-        window_seconds = len(utt.window) / SAMPLE_RATE
-        if cut == 0 and window_seconds >= self.config.max_window_seconds - self.config.min_chunk_seconds:
+        if cut == 0 and too_long:
             cut = len(words)
         if cut == 0:
             return
         cut_time = words[cut - 1].end
-        if utt.tail:
+        if cut == len(words) and utt.tail:
             cut_time = min(cut_time, utt.tail[0].start)
         cut_sample = int(round(cut_time * SAMPLE_RATE))
         if self._vad is not None:
@@ -427,14 +433,14 @@ def _validate(audio, sample_rate: int) -> np.ndarray:
         arr = np.asarray(audio)
     except Exception as exc:  # noqa: BLE001 - anything unconvertible is bad input
         raise InputError(f"audio is not an array: {exc}") from None
+    if arr.dtype != np.int16 and arr.dtype.kind != "f":
+        raise InputError(f"audio must be float32 in [-1, 1] or int16 PCM; got {arr.dtype}")
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
     if arr.ndim != 1:
         raise InputError(f"audio must be mono (1-D); got shape {arr.shape}")
     if arr.dtype == np.int16:
         return arr.astype(np.float32) / 32768.0
-    if arr.dtype.kind != "f":
-        raise InputError(f"audio must be float32 in [-1, 1] or int16 PCM; got {arr.dtype}")
     arr = arr.astype(np.float32, copy=False)
     if len(arr) and not np.isfinite(arr).all():
         raise InputError("audio contains NaN or infinite samples")

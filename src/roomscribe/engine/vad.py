@@ -84,7 +84,7 @@ class VadConfig:
     min_silence_seconds: float = 0.5  # silence that ends an utterance
     min_speech_seconds: float = 0.25  # shorter bursts are dropped
     pad_seconds: float = 0.2  # audio kept after speech end
-    start_pad_seconds: float = 0.2  # audio kept before speech start
+    start_pad_seconds: float = 0.3  # audio kept before speech start: Silero fires late on plosives
 
 
 @dataclass
