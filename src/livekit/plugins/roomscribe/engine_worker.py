@@ -66,24 +66,26 @@ class Failure:
 @dataclass(eq=False)
 class StreamHandle:
     """A caller's engine stream. `deliver(handle, item)` is called on the worker thread
-    with an `Event`, `Drained` or `Failure`; it must be thread-safe."""
+    with an `Event`, `Drained` or `Failure`; it must be thread-safe, and it returns
+    False once nobody listens (the stream is then dropped)."""
 
     config: StreamConfig
-    deliver: Callable[[StreamHandle, Event | Drained | Failure], None]
+    deliver: Callable[[StreamHandle, Event | Drained | Failure], bool]
     offset: float = 0.0  # seconds of the caller's audio before this engine stream began
     stream: SpeechStream | None = None
     ending: bool = False
 
 
 def loop_delivery(loop: asyncio.AbstractEventLoop,
-                  sink: Callable[[StreamHandle, Any], None]) -> Callable[[StreamHandle, Any], None]:
+                  sink: Callable[[StreamHandle, Any], None]) -> Callable[[StreamHandle, Any], bool]:
     """A `deliver` that calls `sink(handle, item)` on `loop` (dropped once the loop is gone)."""
 
-    def deliver(handle: StreamHandle, item: Any) -> None:
+    def deliver(handle: StreamHandle, item: Any) -> bool:
         try:
             loop.call_soon_threadsafe(sink, handle, item)
+            return True
         except RuntimeError:  # loop closed: its owner is gone, nobody is listening
-            pass
+            return False
 
     return deliver
 
@@ -100,7 +102,8 @@ class EngineWorker:
         self._thread.start()
 
     # -- called from any thread (never blocks) ----------------------------------
-    def open(self, config: StreamConfig, deliver: Callable[[StreamHandle, Any], None], offset: float = 0.0) -> StreamHandle:
+    def open(self, config: StreamConfig, deliver: Callable[[StreamHandle, Any], bool],
+             offset: float = 0.0) -> StreamHandle:
         handle = StreamHandle(config=config, deliver=deliver, offset=offset)
         self._commands.put((_OPEN, handle, None))
         return handle
@@ -120,22 +123,31 @@ class EngineWorker:
     # -- the worker thread ----------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            # Block only when no stream has decoding to do.
-            busy = any(h.stream.ready() for h in self._handles)
             try:
-                command = self._commands.get(block=not busy)
+                self._iterate()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failure
+                logger.exception("roomscribe engine worker failed")
+                failed, self._handles = self._handles, []
+                for handle in failed:
+                    self._deliver(handle, Failure(exc))
+
+    def _iterate(self) -> None:
+        # Block only when no stream has decoding to do.
+        busy = any(h.stream.ready() for h in self._handles)
+        try:
+            command = self._commands.get(block=not busy)
+        except queue.Empty:
+            command = None
+        while command is not None:  # take every queued command before the next model call
+            self._apply(*command)
+            try:
+                command = self._commands.get_nowait()
             except queue.Empty:
                 command = None
-            while command is not None:  # take every queued command before the next model call
-                self._apply(*command)
-                try:
-                    command = self._commands.get_nowait()
-                except queue.Empty:
-                    command = None
-            self._step()
-            for handle in [h for h in self._handles if h.ending and not h.stream.ready()]:
-                self._handles.remove(handle)
-                handle.deliver(handle, Drained())
+        self._step()
+        for handle in [h for h in self._handles if h.ending and not h.stream.ready()]:
+            self._handles.remove(handle)
+            self._deliver(handle, Drained())
 
     def _apply(self, kind: str, handle: StreamHandle, audio: Any) -> None:
         try:
@@ -146,7 +158,7 @@ class EngineWorker:
                 return  # closed or failed already
             elif kind == _PUSH:
                 for event in handle.stream.push(audio):
-                    handle.deliver(handle, event)
+                    self._deliver(handle, event)
             elif kind == _END:
                 handle.ending = True
                 handle.stream.end()
@@ -156,7 +168,7 @@ class EngineWorker:
             logger.exception("roomscribe stream command %s failed", kind)
             if handle in self._handles:
                 self._handles.remove(handle)
-            handle.deliver(handle, Failure(exc))
+            self._deliver(handle, Failure(exc))
 
     def _step(self) -> None:
         ready = [h for h in self._handles if h.stream.ready()]
@@ -170,8 +182,11 @@ class EngineWorker:
             logger.exception("roomscribe model call failed")
             for handle in ready:
                 self._handles.remove(handle)
-                handle.deliver(handle, Failure(exc))
+                self._deliver(handle, Failure(exc))
             return
         for stream, event in results:
-            handle = by_stream[id(stream)]
-            handle.deliver(handle, event)
+            self._deliver(by_stream[id(stream)], event)
+
+    def _deliver(self, handle: StreamHandle, item: Any) -> None:
+        if not handle.deliver(handle, item) and handle in self._handles:
+            self._handles.remove(handle)  # its owner's loop is gone: stop decoding for it

@@ -11,6 +11,10 @@ Mapping of engine events to LiveKit `SpeechEvent`s:
   FINAL_TRANSCRIPT with the whole segment. Consumers append finals, so finals never
   repeat earlier text;
 - speech_end → END_OF_SPEECH; audio taken → RECOGNITION_USAGE.
+
+`flush()` ends the engine stream, so its tail is final at once, and the next audio
+starts a fresh one. A flush with nothing left to finalise is acknowledged with an
+empty FINAL_TRANSCRIPT (turn commits wait for a final); `end_input()` is not.
 """
 
 from __future__ import annotations
@@ -233,9 +237,10 @@ class RecognizeStream(stt.RecognizeStream):
                 # End of a segment: finalise what the engine holds, then start afresh.
                 finals = self._finals_sent
                 await self._finish(worker)
-                if self._finals_sent == finals:
-                    # Acknowledge the flush even when it had nothing left to finalise
-                    # (a manual turn commit waits for a final transcript).
+                ending = self._input_ch.closed and self._input_ch.empty()  # end_input()'s own flush
+                if self._finals_sent == finals and not ending:
+                    # Acknowledge a flush that had nothing left to finalise: a manual turn
+                    # commit waits for a final transcript.
                     self._send(stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT,
                                                alternatives=[self._speech_data("", [])]))
                 usage = self._send_usage(usage)
@@ -266,15 +271,21 @@ class RecognizeStream(stt.RecognizeStream):
 
     async def _event_pump(self, inbox: asyncio.Queue) -> None:
         while True:
-            handle, item = await inbox.get()
-            if isinstance(item, Failure):
-                raise APIConnectionError(f"roomscribe engine failed: {item.error}") from item.error
-            if isinstance(item, Drained):
-                waiter = self._drained.get(handle)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
-                continue
-            self._on_engine_event(handle, item)
+            # Take everything one model call produced before deciding on an interim, so a
+            # commit followed by the new tail goes out as one interim, not two.
+            batch = [await inbox.get()]
+            while not inbox.empty():
+                batch.append(inbox.get_nowait())
+            for handle, item in batch:
+                if isinstance(item, Failure):
+                    raise APIConnectionError(f"roomscribe engine failed: {item.error}") from item.error
+                if isinstance(item, Drained):
+                    waiter = self._drained.get(handle)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    self._on_engine_event(handle, item)
+            self._schedule_interim()
 
     def _frame_to_pcm(self, frame: object) -> np.ndarray | None:
         try:
@@ -341,6 +352,10 @@ class RecognizeStream(stt.RecognizeStream):
             return
         self._pending_interim = stt.SpeechEvent(type=stt.SpeechEventType.INTERIM_TRANSCRIPT, request_id=segment_id,
                                                 alternatives=[self._speech_data(text, words)])
+
+    def _schedule_interim(self) -> None:
+        if self._pending_interim is None:
+            return
         wait = self._last_interim_at + self._interim_interval - time.monotonic()
         if wait <= 0:
             self._send_pending_interim()
