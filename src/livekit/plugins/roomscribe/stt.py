@@ -33,9 +33,9 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGive
 from livekit.agents.utils import AudioBuffer, is_given
 from roomscribe.engine import Engine, Event, EventType, StreamConfig, Word
 
+from .audio import SAMPLE_RATE, frames_to_pcm, mono_frame, whisper_language
 from .engine_worker import (MODEL_LOCK, Drained, EngineWorker, Failure, StreamHandle, loop_delivery, shared_engine,
                             worker_for)
-from .audio import SAMPLE_RATE, frames_to_pcm, mono_frame, whisper_language
 from .log import logger
 
 USAGE_INTERVAL = 5.0  # seconds of audio reported per RECOGNITION_USAGE event
@@ -228,7 +228,7 @@ class RecognizeStream(stt.RecognizeStream):
             if self._handle is not None:  # cancelled or failed: drop what the engine holds
                 worker.close(self._handle)
                 self._handle = None
-            self._send_pending_interim(force_drop=True)
+            self._drop_interim()
 
     async def _input_pump(self, worker: EngineWorker, deliver) -> None:
         usage = 0.0
@@ -317,14 +317,14 @@ class RecognizeStream(stt.RecognizeStream):
                 # Committed, but the sentence goes on: shown as the segment's interim.
                 self._offer_interim(ev.segment_id, ev.segment_text, list(self._segment_words))
                 return
-            self._send_pending_interim(force_drop=True)  # the final supersedes it
+            self._drop_interim()  # the final supersedes it
             words, self._segment_words = self._segment_words, []
             if ev.segment_text.strip():
                 self._finals_sent += 1
                 self._send(stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=ev.segment_id,
                                            alternatives=[self._speech_data(ev.segment_text, words)]))
         elif ev.type is EventType.SPEECH_END:
-            self._send_pending_interim(force_drop=True)  # the engine finalised the whole tail
+            self._drop_interim()  # the engine finalised the whole tail
             self._speech_depth = max(0, self._speech_depth - 1)
             if self._speech_depth == 0:
                 self._send(stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH, request_id=ev.segment_id))
@@ -363,14 +363,18 @@ class RecognizeStream(stt.RecognizeStream):
             # Rate-limited: the latest interim goes out when the interval has passed.
             self._interim_timer = asyncio.get_running_loop().call_later(wait, self._send_pending_interim)
 
-    def _send_pending_interim(self, force_drop: bool = False) -> None:
+    def _send_pending_interim(self) -> None:
+        pending = self._pending_interim
+        self._drop_interim()
+        if pending is not None:
+            self._last_interim_at = time.monotonic()
+            self._send(dataclasses.replace(pending, created_at=time.time()))  # stamped when it goes out
+
+    def _drop_interim(self) -> None:
         if self._interim_timer is not None:
             self._interim_timer.cancel()
             self._interim_timer = None
-        pending, self._pending_interim = self._pending_interim, None
-        if pending is not None and not force_drop:
-            self._last_interim_at = time.monotonic()
-            self._send(dataclasses.replace(pending, created_at=time.time()))  # stamped when it goes out
+        self._pending_interim = None
 
     def _send_usage(self, seconds: float) -> float:
         if seconds > 0:
