@@ -3,7 +3,8 @@
 from .engine import Engine, EngineConfig, OfflineSegment, OfflineTranscript
 from .events import Event, EventType, Word
 from .models import DEFAULT_MODEL, ModelNotFoundError, resolve_model
-from .stream import InputError, SpeechStream, StreamConfig
+from .pcm import InputError
+from .stream import SpeechStream, StreamConfig
 from .vad import VadConfig
 
 __all__ = ["DEFAULT_MODEL", "Engine", "EngineConfig", "Event", "EventType", "InputError",

@@ -14,17 +14,14 @@ import numpy as np
 
 from .audio_window import AudioWindow
 from .events import Event, EventType, Word
-from .policies import Hypothesis, make_policy
+from .pcm import InputError, validate_pcm
+from .policies import Hypothesis, count_before, make_policy
 from .quality import QualityGate
-from .text import CJK_LANGUAGES, _character_groups, join_words, ends_sentence, tokens_to_words
+from .text import CJK_LANGUAGES, character_groups, ends_sentence, join_words, tokens_per_word, tokens_to_words
 from .vad import SileroVAD, VadConfig, VadStream
 from .whisper import SAMPLE_RATE, DecodeRequest, DecodeResult
 
 MAX_CONTEXT_TOKENS = 224
-
-
-class InputError(ValueError):
-    """Audio that the engine cannot take (wrong shape, rate or values)."""
 
 
 @dataclass
@@ -111,7 +108,7 @@ class SpeechStream:
 
     def push(self, audio, sample_rate: int = SAMPLE_RATE) -> list[Event]:
         """Feed 16 kHz mono audio (float in [-1, 1] or int16). Returns speech-start events."""
-        samples = _validate(audio, sample_rate)
+        samples = validate_pcm(audio, sample_rate)
         if self.ended:
             raise InputError("stream has ended")
         if len(samples) == 0:
@@ -281,7 +278,7 @@ class SpeechStream:
             n = utt.policy.commit_count(hyp)
             if content >= self.config.max_window_seconds and n == 0:
                 # Never let the window outgrow its bound: commit what lies well before its end.
-                n = _count_before(hyp, content - 1.0)
+                n = count_before(hyp, content - 1.0)
         events: list[Event] = []
         committed: list[Word] = []
         if n:
@@ -312,7 +309,7 @@ class SpeechStream:
     def _word_starts(self, tokens: list[int], language: str | None) -> list[bool]:
         starts = [False] * len(tokens)
         spaced = language not in CJK_LANGUAGES
-        for text, idx in _character_groups(tokens, self.runner.decode_tokens):
+        for text, idx in character_groups(tokens, self.runner.decode_tokens):
             starts[idx[0]] = text.startswith(" ") if spaced else True
         return starts
 
@@ -320,7 +317,7 @@ class SpeechStream:
                 events: list[Event], close: bool) -> None:
         utt.prefix.extend(tokens)
         # Attribute the committed tokens to words (for cutting the window at a word end).
-        counts = _tokens_per_word(tokens, self.runner.decode_tokens, language, len(words))
+        counts = tokens_per_word(tokens, self.runner.decode_tokens, language, len(words))
         utt.prefix_words.extend(_CommittedWord(w, c) for w, c in zip(words, counts))
         chunk: list[Word] = []
         for i, word in enumerate(words):
@@ -393,55 +390,3 @@ class SpeechStream:
         utt.prefix_words = utt.prefix_words[cut:]
         utt.window.drop_front(cut_samples)
         utt.decoded_len = max(0, utt.decoded_len - cut_samples)
-
-
-def _count_before(hyp: Hypothesis, limit: float) -> int:
-    from .policies import back_off_to_word
-
-    n = 0
-    for end in hyp.token_ends:
-        if end > limit:
-            break
-        n += 1
-    return back_off_to_word(n, hyp)
-
-
-def _tokens_per_word(tokens, decode, language, n_words) -> list[int]:
-    spaced = language not in CJK_LANGUAGES
-    counts: list[int] = []
-    for text, idx in _character_groups(tokens, decode):
-        if not text:
-            if counts:
-                counts[-1] += len(idx)
-            continue
-        from .text import is_punctuation
-
-        new_word = (text.startswith(" ") or not counts) if spaced else (not counts or not is_punctuation(text))
-        if new_word:
-            counts.append(len(idx))
-        else:
-            counts[-1] += len(idx)
-    if len(counts) != n_words:  # should not happen; keep the cut conservative
-        counts = (counts + [0] * n_words)[:n_words]
-    return counts
-
-
-def _validate(audio, sample_rate: int) -> np.ndarray:
-    if sample_rate != SAMPLE_RATE:
-        raise InputError(f"audio must be {SAMPLE_RATE} Hz mono; got {sample_rate} Hz (resample first)")
-    try:
-        arr = np.asarray(audio)
-    except Exception as exc:  # noqa: BLE001 - anything unconvertible is bad input
-        raise InputError(f"audio is not an array: {exc}") from None
-    if arr.dtype != np.int16 and arr.dtype.kind != "f":
-        raise InputError(f"audio must be float32 in [-1, 1] or int16 PCM; got {arr.dtype}")
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
-        raise InputError(f"audio must be mono (1-D); got shape {arr.shape}")
-    if arr.dtype == np.int16:
-        return arr.astype(np.float32) / 32768.0
-    arr = arr.astype(np.float32, copy=False)
-    if len(arr) and not np.isfinite(arr).all():
-        raise InputError("audio contains NaN or infinite samples")
-    return arr

@@ -39,7 +39,7 @@ def is_hangul(text: str) -> bool:
                for ch in text)
 
 
-def _character_groups(tokens: Sequence[int], decode: Callable[[list[int]], str]) -> list[tuple[str, list[int]]]:
+def character_groups(tokens: Sequence[int], decode: Callable[[list[int]], str]) -> list[tuple[str, list[int]]]:
     """Group token indices so that each group decodes to whole characters."""
     groups: list[tuple[str, list[int]]] = []
     pending: list[int] = []
@@ -58,7 +58,7 @@ def tokens_to_words(tokens: Sequence[int], starts: Sequence[float], ends: Sequen
     """Turn decoded tokens with per-token times into words on the audio clock."""
     spaced = language not in CJK_LANGUAGES
     words: list[Word] = []
-    for text, idx in _character_groups(tokens, decode):
+    for text, idx in character_groups(tokens, decode):
         if not text:
             continue
         start, end = starts[idx[0]] + offset, ends[idx[-1]] + offset
@@ -137,3 +137,23 @@ def last_sentence_end(words: Sequence[Word], language: str | None = None) -> int
 def normalize_word(text: str) -> str:
     """A comparison key for agreement between hypotheses: case and punctuation folded."""
     return "".join(ch for ch in text.lower() if not unicodedata.category(ch).startswith("P")).strip()
+
+
+def tokens_per_word(tokens: Sequence[int], decode: Callable[[list[int]], str], language: str | None,
+                    n_words: int) -> list[int]:
+    """How many tokens each word of `tokens_to_words(tokens, ...)` spans."""
+    spaced = language not in CJK_LANGUAGES
+    counts: list[int] = []
+    for text, idx in character_groups(tokens, decode):
+        if not text:
+            if counts:
+                counts[-1] += len(idx)
+            continue
+        new_word = (text.startswith(" ") or not counts) if spaced else (not counts or not is_punctuation(text))
+        if new_word:
+            counts.append(len(idx))
+        else:
+            counts[-1] += len(idx)
+    if len(counts) != n_words:  # should not happen; keep the window cut conservative
+        counts = (counts + [0] * n_words)[:n_words]
+    return counts

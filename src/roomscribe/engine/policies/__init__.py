@@ -1,7 +1,7 @@
 """Streaming commit policies (pure code)."""
 
 from .alignatt import AlignAtt
-from .base import Hypothesis, Policy, back_off_to_word
+from .base import Hypothesis, Policy, back_off_to_word, count_before
 from .local_agreement import LocalAgreement
 
 POLICIES = ("localagreement", "alignatt")
@@ -16,4 +16,4 @@ def make_policy(name: str, *, frame_threshold: int = 25) -> Policy:
     raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
 
 
-__all__ = ["AlignAtt", "Hypothesis", "LocalAgreement", "Policy", "POLICIES", "back_off_to_word", "make_policy"]
+__all__ = ["AlignAtt", "Hypothesis", "LocalAgreement", "Policy", "POLICIES", "back_off_to_word", "count_before", "make_policy"]

@@ -42,3 +42,13 @@ def back_off_to_word(count: int, hyp: Hypothesis) -> int:
     while n > 0 and (n >= len(hyp.tokens) or not hyp.word_starts[n]):
         n -= 1
     return n
+
+
+def count_before(hyp: Hypothesis, limit: float) -> int:
+    """Whole-word tokens that end by `limit` seconds into the window."""
+    n = 0
+    for end in hyp.token_ends:
+        if end > limit:
+            break
+        n += 1
+    return back_off_to_word(n, hyp)
