@@ -74,3 +74,14 @@ def test_back_off_never_commits_the_last_word():
 def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="localagreement, alignatt"):
         make_policy("greedy")
+
+
+def test_a_decoder_restart_of_the_committed_text_is_cut():
+    from roomscribe.engine.quality import cut_restart, trim_repetition
+
+    vocab = {1: " printing", 2: " in", 3: " the", 4: " only", 5: " sense", 6: " concerned.", 7: " Printing"}
+    decode = lambda ids: "".join(vocab[i] for i in ids)  # noqa: E731
+    assert cut_restart([6, 7, 2, 3, 4], [1, 2, 3, 4, 5], decode) == [6]
+    assert cut_restart([6, 2, 3], [1, 2, 3, 4, 5], decode) == [6, 2, 3]
+    assert trim_repetition([5, 6, 5, 6, 5, 6, 5, 6], []) == [5, 6]
+    assert trim_repetition([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], []) == [1, 2, 3, 4, 5]

@@ -32,6 +32,22 @@ def trim_repetition(tokens: Sequence[int], prefix: Sequence[int] = (), max_patte
     return list(tokens)
 
 
+def cut_restart(tokens: Sequence[int], prefix: Sequence[int], decode, min_words: int = 3) -> list[int]:
+    """Cut where the decoder starts the window's text over (case and punctuation folded)."""
+    from .text import normalize_word
+
+    head = [normalize_word(w) for w in decode(list(prefix)).split()][:min_words]
+    if len(head) < min_words or not all(head):
+        return list(tokens)
+    for j in range(1, len(tokens)):
+        if not decode([tokens[j]]).startswith(" "):
+            continue
+        words = [normalize_word(w) for w in decode(list(tokens[j:j + 4 * min_words])).split()]
+        if words[:min_words] == head:
+            return list(tokens[:j])
+    return list(tokens)
+
+
 @dataclass
 class QualityGate:
     no_speech_threshold: float = 0.6
@@ -42,6 +58,7 @@ class QualityGate:
     def accept(self, result: DecodeResult, runner, prefix: Sequence[int]) -> list[int]:
         """The generated tokens worth keeping; [] when the whole hypothesis looks spurious."""
         tokens = trim_repetition(result.tokens, prefix)
+        tokens = cut_restart(tokens, prefix, runner.decode_tokens)
         if not tokens:
             return []
         if result.no_speech_prob > self.no_speech_threshold and result.avg_logprob < self.logprob_threshold:
