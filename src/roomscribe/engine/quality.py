@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from .text import normalize_word
 from .whisper import DecodeResult, compression_ratio
 
 
@@ -34,8 +35,6 @@ def trim_repetition(tokens: Sequence[int], prefix: Sequence[int] = (), max_patte
 
 def cut_restart(tokens: Sequence[int], prefix: Sequence[int], decode, min_words: int = 3) -> list[int]:
     """Cut where the decoder starts the window's text over (case and punctuation folded)."""
-    from .text import normalize_word
-
     head = [normalize_word(w) for w in decode(list(prefix)).split()][:min_words]
     if len(head) < min_words or not all(head):
         return list(tokens)

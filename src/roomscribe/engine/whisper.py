@@ -15,8 +15,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from .text import CJK_LANGUAGES
-
 SAMPLE_RATE = 16000
 HOP = 160
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP  # mel frames: 100 per second
@@ -247,5 +245,4 @@ def _token_times(result, n_tokens: int) -> tuple[list[float], list[float], list[
     return starts[:-1].tolist(), starts[1:].tolist(), probs
 
 
-__all__ = ["DecodeOptions", "DecodeRequest", "DecodeResult", "WhisperRunner", "CJK_LANGUAGES",
-           "SAMPLE_RATE", "compression_ratio"]
+__all__ = ["DecodeOptions", "DecodeRequest", "DecodeResult", "WhisperRunner", "SAMPLE_RATE", "compression_ratio"]
