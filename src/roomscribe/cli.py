@@ -25,7 +25,12 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomscribe", description="Real-time captions for rooms and files.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{transcribe,start,dev,connect}")
+    # The LiveKit commands are parsed by livekit-agents; listed here for --help only.
+    sub.add_parser("start", help="caption LiveKit rooms dispatched to agent 'roomscribe' (LIVEKIT_URL, ...)")
+    sub.add_parser("dev", help="like start, with debug logs")
+    sub.add_parser("connect", help="caption one LiveKit room directly: connect --room NAME")
 
     t = sub.add_parser("transcribe", help="transcribe a file, offline or as a live stream would be captioned")
     t.add_argument("file", help="any audio or video file ffmpeg can decode")
@@ -45,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIVEKIT_COMMANDS = ("start", "dev", "connect", "download-files")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in LIVEKIT_COMMANDS:
+        return _run_caption_bot(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -131,3 +142,14 @@ def _simulate(engine, audio, args) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _run_caption_bot(argv: list[str]) -> int:
+    try:
+        from roomscribe.bot.worker import run
+    except ImportError as exc:
+        print(f"roomscribe: the LiveKit caption bot needs the livekit extra: pip install 'roomscribe[livekit]' "
+              f"({exc})", file=sys.stderr)
+        return 2
+    run(argv)
+    return 0

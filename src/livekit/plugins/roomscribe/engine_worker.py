@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -93,9 +95,32 @@ def loop_delivery(loop: asyncio.AbstractEventLoop,
 _OPEN, _PUSH, _END, _CLOSE = "open", "push", "end", "close"
 
 
+class BusyMeter:
+    """The share of recent wall time the model spent in calls (thread-safe)."""
+
+    def __init__(self, window: float = 5.0):
+        self.window = window
+        self._calls: deque[tuple[float, float]] = deque()
+        self._lock = threading.Lock()
+
+    def record(self, start: float, end: float) -> None:
+        with self._lock:
+            self._calls.append((start, end))
+            while self._calls and self._calls[0][1] < end - self.window:
+                self._calls.popleft()
+
+    def fraction(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        since = now - self.window
+        with self._lock:
+            busy = sum(min(end, now) - max(start, since) for start, end in self._calls if end > since)
+        return max(0.0, min(1.0, busy / self.window))
+
+
 class EngineWorker:
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.busy = BusyMeter()
         self._commands: queue.SimpleQueue[tuple[str, StreamHandle, Any]] = queue.SimpleQueue()
         self._handles: list[StreamHandle] = []
         self._thread = threading.Thread(target=self._loop, name="roomscribe-engine", daemon=True)
@@ -119,6 +144,10 @@ class EngineWorker:
     def close(self, handle: StreamHandle) -> None:
         """Drop the stream without decoding what it holds."""
         self._commands.put((_CLOSE, handle, None))
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._handles)
 
     # -- the worker thread ----------------------------------------------------------
     def _loop(self) -> None:
@@ -175,6 +204,7 @@ class EngineWorker:
         if not ready:
             return
         by_stream = {id(h.stream): h for h in ready}
+        started = time.monotonic()
         try:
             with MODEL_LOCK:
                 results = self.engine.step([h.stream for h in ready])
@@ -184,6 +214,8 @@ class EngineWorker:
                 self._handles.remove(handle)
                 self._deliver(handle, Failure(exc))
             return
+        finally:
+            self.busy.record(started, time.monotonic())
         for stream, event in results:
             self._deliver(by_stream[id(stream)], event)
 

@@ -1,0 +1,119 @@
+"""Caption bot parts: caption delivery order, job options, control parsing, the LiveKit wire shape."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from roomscribe.bot.captions import Caption, CaptionPublisher
+from roomscribe.bot.control import ControlError, Pause, Resume, SetLanguage, parse_control
+from roomscribe.bot.options import CaptionOptions, OptionsError
+
+
+def caption(text: str, final: bool = False, segment: str = "SG_1", track: str = "TR_a") -> Caption:
+    return Caption(identity="alice", track_sid=track, segment_id=segment, text=text, final=final, language="en")
+
+
+def test_newer_interim_replaces_a_queued_one_while_a_send_is_slow_and_finals_all_arrive():
+    async def scenario():
+        sent: list[Caption] = []
+        gate = asyncio.Event()
+
+        async def send(c: Caption) -> None:
+            if not sent:
+                await gate.wait()  # the first send is stuck on a slow link
+            sent.append(c)
+
+        pub = CaptionPublisher(send)
+        pub.publish(caption("a"))
+        await asyncio.sleep(0)
+        for text in ("a b", "a b c", "a b c d"):
+            pub.publish(caption(text))
+        pub.publish(caption("a b c d.", final=True))
+        pub.publish(caption("e", segment="SG_2"))
+        gate.set()
+        await pub.aclose()
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert [(c.text, c.final) for c in sent] == [("a", False), ("a b c d.", True), ("e", False)]
+
+
+def test_failed_final_send_is_retried_and_not_lost():
+    async def scenario():
+        attempts = []
+
+        async def send(c: Caption) -> None:
+            attempts.append(c.text)
+            if len(attempts) < 3:
+                raise ConnectionError("link down")
+
+        pub = CaptionPublisher(send)
+        pub.publish(caption("done.", final=True))
+        await pub.aclose()
+        return attempts, pub
+
+    attempts, pub = asyncio.run(scenario())
+    assert attempts == ["done."] * 3
+    assert pub.sent_finals == 1 and pub.failed_finals == 0
+
+
+def test_tracks_are_delivered_independently():
+    async def scenario():
+        sent = []
+        blocked = asyncio.Event()
+
+        async def send(c: Caption) -> None:
+            if c.track_sid == "TR_slow":
+                await blocked.wait()
+            sent.append(c.track_sid)
+
+        pub = CaptionPublisher(send)
+        pub.publish(caption("x", final=True, track="TR_slow"))
+        pub.publish(caption("y", final=True, track="TR_fast"))
+        await asyncio.sleep(0.01)
+        first = list(sent)
+        blocked.set()
+        await pub.aclose()
+        return first, sent
+
+    first, sent = asyncio.run(scenario())
+    assert first == ["TR_fast"]
+    assert sent == ["TR_fast", "TR_slow"]
+
+
+def test_job_metadata_overrides_environment_defaults():
+    base = CaptionOptions.from_env({"ROOMSCRIBE_LANGUAGE": "en", "ROOMSCRIBE_INTERIMS_PER_SECOND": "2"})
+    assert (base.language, base.interims_per_second, base.interim_interval) == ("en", 2.0, 0.5)
+    opts = base.with_metadata('{"language": "ko", "participant_languages": {"sam": "en-GB", "kim": "auto"},'
+                              ' "policy": "AlignAtt", "interims_per_second": 0, "unrelated": 1}')
+    assert opts.language == "ko"
+    assert opts.participant_languages == {"sam": "en", "kim": None}
+    assert opts.policy == "alignatt"
+    assert opts.interim_interval == float("inf")
+    assert base.with_metadata("") is base
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ("{", "not JSON"),
+    ("[]", "JSON object"),
+    ('{"language": "xx"}', "not a language"),
+    ('{"language": 7}', "language code"),
+    ('{"policy": "greedy"}', "policy must be one of"),
+    ('{"interims_per_second": "fast"}', "must be a number"),
+    ('{"interims_per_second": 500}', "between 0 and 50"),
+    ('{"participant_languages": ["ko"]}', "map identities"),
+])
+def test_bad_job_metadata_is_an_error_that_names_the_field(metadata, message):
+    with pytest.raises(OptionsError, match=message):
+        CaptionOptions().with_metadata(metadata)
+
+
+def test_control_messages_parse():
+    assert parse_control(b'{"type": "pause"}') == Pause()
+    assert parse_control(b'{"type": "resume"}') == Resume()
+    assert parse_control(b'{"type": "set_language", "participant": "kim", "language": "ko"}') == SetLanguage("kim", "ko")
+    assert parse_control(b'{"type": "set_language", "participant": "kim", "language": null}') == SetLanguage("kim", None)
+    with pytest.raises(ControlError, match="unknown control message type"):
+        parse_control(b'{"type": "reboot"}')
