@@ -133,6 +133,8 @@ def build_server(agent_name: str | None = None, **server_options) -> AgentServer
     server_options.setdefault("job_executor_type", JobExecutorType.THREAD)  # rooms share one model
     server_options.setdefault("num_idle_processes", 1)
     server_options.setdefault("initialize_process_timeout", 120.0)  # model load and calibration
+    if os.environ.get("ROOMSCRIBE_HEALTH_PORT"):
+        server_options.setdefault("port", int(os.environ["ROOMSCRIBE_HEALTH_PORT"]))
     server_options.setdefault("load_threshold", float(os.environ.get("ROOMSCRIBE_LOAD_THRESHOLD", "0.9")))
     server = AgentServer(setup_fnc=prewarm, load_fnc=load, **server_options)
     name = agent_name or os.environ.get("ROOMSCRIBE_AGENT_NAME", DEFAULT_AGENT_NAME)
