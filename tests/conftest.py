@@ -50,3 +50,22 @@ def espeak_wav(tmp_path_factory) -> Path:
                     "The quick brown fox jumps over the lazy dog. Captions should appear quickly."],
                    check=True, capture_output=True)
     return out
+
+
+def pytest_configure(config):
+    # WebRTC ignores loopback, so end-to-end tests need another interface: the whole session
+    # runs in a private network namespace with a veth pair, entered before anything starts
+    # the livekit FFI's threads. Without the privilege, those tests skip with the reason.
+    from emulator import netns
+
+    netns.enter_private_network()
+
+
+@pytest.fixture(scope="session")
+def emulator_host() -> str:
+    from emulator import netns
+
+    host = netns.enter_private_network()
+    if host is None:
+        pytest.skip(f"no private network namespace for WebRTC: {netns.reason}")
+    return host
