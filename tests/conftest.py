@@ -56,9 +56,12 @@ def pytest_configure(config):
     # WebRTC ignores loopback, so end-to-end tests need another interface: the whole session
     # runs in a private network namespace with a veth pair, entered before anything starts
     # the livekit FFI's threads. Without the privilege, those tests skip with the reason.
+    import logging
+
     from emulator import netns
 
     netns.enter_private_network()
+    logging.getLogger("aioice").setLevel(logging.WARNING)  # one INFO line per ICE pair check
 
 
 @pytest.fixture(scope="session")
