@@ -139,6 +139,17 @@ def test_streams_share_one_model_and_keep_separate_state(engine, eval_dir):
     assert "movable" in t2 and "exhibition" not in t2
 
 
+def test_one_batch_serves_windows_with_and_without_earlier_text_of_any_length(engine, eval_dir):
+    from roomscribe.engine.whisper import DecodeRequest
+
+    audio = read_audio(eval_dir / LJ / "LJ001-0001.flac")[: 5 * 16000]
+    runner = engine.runner
+    contexts = [[], runner.encode_text(" Hello."), runner.encode_text(" Printing, in the only sense with which we are at")]
+    results = runner.decode([DecodeRequest(audio=audio, language="en", prompt=c) for c in contexts])
+    texts = [runner.decode_tokens(r.tokens).lower() for r in results]
+    assert all("printing" in t for t in texts), texts
+
+
 def test_invalid_stream_config_is_rejected():
     with pytest.raises(ValueError):
         StreamConfig(policy="nope")

@@ -134,20 +134,28 @@ class WhisperRunner:
             self.calls += 1
             encoded = self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
             languages = self._languages(requests, encoded)
-            prompts = [self._prompt(r, lang) for r, lang in zip(requests, languages)]
+            contexts = _equal_contexts([r.prompt[-self.options.max_prompt_tokens:] for r in requests])
+            prompts = [self._prompt(r, lang, ctx) for r, lang, ctx in zip(requests, languages, contexts)]
             max_new = [int(len(r.audio) / SAMPLE_RATE * self.options.max_tokens_per_second) + 8
                        for r in requests]
-            max_length = min(448, max(len(p) + n for p, n in zip(prompts, max_new)))
-            generated = self.model.generate(
-                encoded, prompts,
-                beam_size=self.options.beam_size,
-                max_length=max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=self.options.suppress_blank,
-                repetition_penalty=self.options.repetition_penalty,
-                no_repeat_ngram_size=self.options.no_repeat_ngram_size,
-            )
+            # CTranslate2 needs <|startoftranscript|> at one position across a batch: requests
+            # with and without earlier text go in separate calls.
+            generated: list = [None] * len(requests)
+            rows = _Rows(encoded, len(requests))
+            for idx in _groups([bool(ctx) for ctx in contexts]):
+                max_length = min(448, max(len(prompts[i]) + max_new[i] for i in idx))
+                out = self.model.generate(
+                    rows.take(idx), [prompts[i] for i in idx],
+                    beam_size=self.options.beam_size,
+                    max_length=max_length,
+                    return_scores=True,
+                    return_no_speech_prob=True,
+                    suppress_blank=self.options.suppress_blank,
+                    repetition_penalty=self.options.repetition_penalty,
+                    no_repeat_ngram_size=self.options.no_repeat_ngram_size,
+                )
+                for i, g in zip(idx, out):
+                    generated[i] = g
             eot = self.eot
             token_lists = []
             for r, g, limit in zip(requests, generated, max_new):
@@ -187,10 +195,9 @@ class WhisperRunner:
                     out[i] = (token[2:-2], float(prob))
         return out  # type: ignore[return-value]
 
-    def _prompt(self, request: DecodeRequest, language: tuple[str, float]) -> list[int]:
+    def _prompt(self, request: DecodeRequest, language: tuple[str, float], context: list[int]) -> list[int]:
         tok = self.tokenizer(language[0], request.task)
         prompt: list[int] = []
-        context = request.prompt[-self.options.max_prompt_tokens:]
         if context:
             prompt = [tok.sot_prev, *context]
         return [*prompt, *tok.sot_sequence, tok.no_timestamps, *request.prefix]
@@ -205,16 +212,9 @@ class WhisperRunner:
                 groups.setdefault((languages[i][0], r.task), []).append(i)
         if not groups:
             return out
-        import ctranslate2
-
-        whole = None
+        rows = _Rows(encoded, len(requests))
         for (lang, task), idx in groups.items():
-            if len(idx) == len(requests):
-                sub = encoded
-            else:
-                if whole is None:
-                    whole = np.array(encoded)
-                sub = ctranslate2.StorageView.from_array(np.ascontiguousarray(whole[idx]))
+            sub = rows.take(idx)
             tok = self.tokenizer(lang, task)
             seqs = [[*requests[i].prefix, *token_lists[i]] for i in idx]
             aligned = self.model.align(sub, list(tok.sot_sequence) + [tok.no_timestamps],
@@ -222,6 +222,37 @@ class WhisperRunner:
             for i, seq, res in zip(idx, seqs, aligned):
                 out[i] = _token_times(res, len(seq))
         return out
+
+
+def _equal_contexts(contexts: list[list[int]]) -> list[list[int]]:
+    """Earlier-text contexts cut to one length (the latest tokens kept), so that every
+    request with a context puts <|startoftranscript|> at the same position."""
+    shortest = min((len(c) for c in contexts if c), default=0)
+    return [c[len(c) - shortest:] if c else [] for c in contexts]
+
+
+def _groups(keys: list) -> list[list[int]]:
+    """Indexes grouped by key, in first-seen order."""
+    groups: dict = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+class _Rows:
+    """Rows of a batched encoder output, copied out only when a call needs a subset."""
+
+    def __init__(self, encoded, n: int):
+        self._encoded, self._n, self._array = encoded, n, None
+
+    def take(self, idx: list[int]):
+        if len(idx) == self._n:
+            return self._encoded
+        import ctranslate2
+
+        if self._array is None:
+            self._array = np.array(self._encoded)
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(self._array[idx]))
 
 
 def _token_times(result, n_tokens: int) -> tuple[list[float], list[float], list[float]]:
