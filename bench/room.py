@@ -77,7 +77,7 @@ class BotProcess:
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
         import psutil
 
-        self.ps = psutil.Process(self.proc.pid)
+        self.ps = psutil.Process(self.proc.pid)  # the worker: its rooms run on its threads
         self.peak_rss = 0.0
 
     def cpu_seconds(self) -> float:
@@ -97,6 +97,7 @@ class BotProcess:
 
 
 async def run(policy: str, seconds: float) -> dict:
+    import psutil
     from emulator import Emulator
 
     turns = [t for t in json.loads(TURNS.read_text()) if t["end"] <= seconds]
@@ -117,18 +118,23 @@ async def run(policy: str, seconds: float) -> dict:
                 sys.exit(f"dispatch failed: {dispatch.error}")
             for s in speakers.values():
                 await s.wait_started()
-            cpu0, wall0 = bot.cpu_seconds(), time.monotonic()
+            me = psutil.Process()
+            cpu0, own0, wall0 = bot.cpu_seconds(), sum(me.cpu_times()[:2]), time.monotonic()
             end = max(s.audio_ends_at for s in speakers.values()) + 5.0
             while time.monotonic() < end:
                 bot.sample()
                 await asyncio.sleep(1.0)
-            cpu = (bot.cpu_seconds() - cpu0) / (time.monotonic() - wall0)
+            wall = time.monotonic() - wall0
+            cpu = (bot.cpu_seconds() - cpu0) / wall
+            emulator_cpu = (sum(me.cpu_times()[:2]) - own0) / wall
             max_lag = max(s.source.max_lag for s in speakers.values())
         finally:
             if ROOM in emu.rooms:
                 await emu.delete_room(ROOM)  # the bot's job ends, so the worker can drain
             await asyncio.to_thread(bot.stop)
-        return report(emu, speakers, turns, policy, seconds, cpu, bot.peak_rss, max_lag)
+        result = report(emu, speakers, turns, policy, seconds, cpu, bot.peak_rss, max_lag)
+        result["emulator_cpu_cores"] = emulator_cpu
+        return result
 
 
 def report(emu, speakers, turns, policy, seconds, cpu, peak_rss, max_lag) -> dict:

@@ -18,7 +18,7 @@ from roomscribe.bot.options import CaptionOptions  # noqa: E402
 from roomscribe.bot.room import RoomCaptioner, Speaker  # noqa: E402
 
 ALICE = "asr/en/ljspeech/LJ001-0001.flac"
-BOB = "asr/en/ljspeech/LJ002-0025.flac"
+BOB = "asr/en/ljspeech/LJ001-0159.flac"
 
 
 async def play(frames, stop_after: int | None = None):

@@ -117,3 +117,37 @@ def test_control_messages_parse():
     assert parse_control(b'{"type": "set_language", "participant": "kim", "language": null}') == SetLanguage("kim", None)
     with pytest.raises(ControlError, match="unknown control message type"):
         parse_control(b'{"type": "reboot"}')
+
+
+def test_load_is_open_tracks_against_capacity_or_model_busy_share_whichever_is_higher():
+    from livekit.plugins.roomscribe.engine_worker import BusyMeter
+    from roomscribe.bot.capacity import Capacity
+
+    capacity = Capacity(max_tracks=8)
+    meter = BusyMeter(window=5.0)
+    capacity.watch(meter)
+    assert capacity.load() == 0.0
+    for _ in range(2):
+        capacity.track_opened()
+    assert capacity.load() == 0.25
+    import time
+
+    now = time.monotonic()
+    meter.record(now - 3.0, now - 1.0)  # the model was busy 2 s of the last 5
+    assert abs(capacity.load() - 0.4) < 0.05
+    for _ in range(20):
+        capacity.track_opened()
+    assert capacity.load() == 1.0
+    for _ in range(30):
+        capacity.track_closed()
+    assert capacity.open_tracks == 0
+
+
+def test_capacity_is_measured_from_the_model_unless_set(engine, monkeypatch):
+    from roomscribe.bot.capacity import Capacity
+
+    monkeypatch.setenv("ROOMSCRIBE_MAX_TRACKS", "5")
+    assert Capacity().calibrate(engine) == 5
+    monkeypatch.delenv("ROOMSCRIBE_MAX_TRACKS")
+    measured = Capacity().calibrate(engine)
+    assert isinstance(measured, int) and measured >= 1
