@@ -29,6 +29,7 @@ logger = logging.getLogger("roomscribe.bot")
 ATTRIBUTE_LANGUAGE = "roomscribe.language"  # ours: the caption's language
 ATTRIBUTE_CAPTIONS = "roomscribe.captions"  # on the bot: "on" or "paused"
 SAMPLE_RATE = 16000
+FRAME_MS = 40  # 4x fewer Python wake-ups per track than the default 10 ms; the VAD steps 32 ms anyway
 
 LegacyMode = Literal["auto", "always", "never"]
 
@@ -74,7 +75,7 @@ def speaker_of(participant: rtc.Participant) -> Speaker:
 
 async def track_frames(track: rtc.Track) -> AsyncIterator[rtc.AudioFrame]:
     """A remote audio track as 16 kHz mono frames (decoded and resampled by the SDK)."""
-    stream = rtc.AudioStream.from_track(track=track, sample_rate=SAMPLE_RATE, num_channels=1)
+    stream = rtc.AudioStream.from_track(track=track, sample_rate=SAMPLE_RATE, num_channels=1, frame_size_ms=FRAME_MS)
     try:
         async for event in stream:
             yield event.frame
