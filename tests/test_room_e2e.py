@@ -161,3 +161,37 @@ def test_leaver_gets_a_final_and_pause_resume_and_republish_work(emulator_host, 
     assert _wer(reference(manifest, "LJ001-0159"), caption_text(emu, "erin")) < 0.3
     assert {r.attributes["roomscribe.language"] for r in emu.recorder.streams(TOPIC, sender_identity="frank")} == {"de"}
     assert {r.attributes["roomscribe.language"] for r in emu.recorder.streams(TOPIC, sender_identity="erin")} == {"en"}
+
+
+def test_roomscribe_connect_joins_a_named_room_without_dispatch(emulator_host, eval_dir, manifest, tmp_path):
+    import os
+    import sys
+
+    async def scenario():
+        async with Emulator(emulator_host, api_key=API_KEY, api_secret=API_SECRET) as emu:
+            await emu.add_speaker("allhands", "gina", speech(eval_dir, "LJ001-0009"))
+            env = dict(os.environ, LIVEKIT_URL=emu.url, LIVEKIT_API_KEY=API_KEY, LIVEKIT_API_SECRET=API_SECRET,
+                       ROOMSCRIBE_MAX_TRACKS="8", ROOMSCRIBE_HEALTH_PORT="0")
+            log = open(tmp_path / "connect.log", "w")
+            bot = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "from roomscribe.cli import main; main()", "connect", "--room", "allhands",
+                env=env, stdout=log, stderr=asyncio.subprocess.STDOUT)
+            try:
+                await emu.recorder.wait_for(lambda _: finals_of(emu, "gina"), 90)
+                await asyncio.sleep(2.0)
+            finally:
+                await emu.delete_room("allhands")
+                bot.terminate()
+                try:
+                    await asyncio.wait_for(bot.wait(), 30)
+                except asyncio.TimeoutError:
+                    bot.kill()
+                log.close()
+            return emu
+
+    try:
+        emu = asyncio.run(scenario())
+    except TimeoutError:
+        pytest.fail("no caption from `roomscribe connect`:\n" + (tmp_path / "connect.log").read_text()[-3000:])
+    assert _wer(reference(manifest, "LJ001-0009"), caption_text(emu, "gina")) < 0.3
+    assert all(r.generated for r in emu.recorder.streams(TOPIC))  # joined as an agent
