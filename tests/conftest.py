@@ -72,3 +72,16 @@ def emulator_host() -> str:
     if host is None:
         pytest.skip(f"no private network namespace for WebRTC: {netns.reason}")
     return host
+
+
+def said_so_far_wer(reference: str, hypothesis: str) -> tuple[float, float]:
+    """For speech cut off part-way: WER of the hypothesis against as many of the reference's
+    first words as it has, and the share of the reference it covers."""
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    ref, hyp = normalize(reference).split(), normalize(hypothesis).split()
+    if not hyp:
+        return 1.0, 0.0
+    return jiwer.wer(" ".join(ref[: len(hyp)]), " ".join(hyp)), len(hyp) / len(ref)
