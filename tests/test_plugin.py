@@ -331,3 +331,37 @@ def test_a_failed_model_call_ends_the_stream_with_an_api_error_and_spares_the_wo
         asyncio.run(run())
     engine.fail = False  # the same worker thread serves the next stream
     assert [e.alternatives[0].text for e in finals(asyncio.run(run()))] == ["w0 w1"]
+
+
+class PoisonEngine(ScriptedEngine):
+    """Fails any model call that includes the first stream opened (a window that breaks the model)."""
+
+    def __init__(self):
+        super().__init__(step_seconds=0.05)
+        self.opened: list[ScriptedStream] = []
+
+    def open_stream(self, config):
+        self.opened.append(ScriptedStream())
+        return self.opened[-1]
+
+    def step(self, streams):
+        if any(s is self.opened[0] and s.ready() for s in streams):
+            raise ValueError("this window breaks the model")
+        return super().step(streams)
+
+
+def test_a_stream_that_breaks_a_batched_call_fails_alone():
+    engine = PoisonEngine()
+    worker = engine_worker.EngineWorker(engine)  # its thread idles: no commands are sent
+    got: dict[str, list] = {"poisoned": [], "healthy": []}
+    handles = {}
+    for name in ("poisoned", "healthy"):
+        handle = engine_worker.StreamHandle(config=None, deliver=lambda h, item, n=name: got[n].append(item) or True)
+        handle.stream = engine.open_stream(None)
+        handle.stream.push(np.zeros(16000, np.float32))  # both ready: one batched call
+        handles[name] = handle
+        worker._handles.append(handle)
+    worker._step()
+    assert [type(i).__name__ for i in got["poisoned"]] == ["Failure"]
+    assert got["healthy"] and not any(isinstance(i, engine_worker.Failure) for i in got["healthy"])
+    assert worker._handles == [handles["healthy"]]

@@ -203,21 +203,40 @@ class EngineWorker:
         ready = [h for h in self._handles if h.stream.ready()]
         if not ready:
             return
-        by_stream = {id(h.stream): h for h in ready}
+        try:
+            results = self._call(ready)
+        except Exception as exc:  # noqa: BLE001
+            if len(ready) == 1:
+                self._fail(ready[0], exc)
+                return
+            # One stream's window may be what broke the batch: serve each on its own, so only
+            # a stream that fails alone is failed (the engine put every window back).
+            logger.warning("batched model call for %d streams failed (%s): retrying them one by one",
+                           len(ready), exc)
+            results = []
+            for handle in ready:
+                try:
+                    results += self._call([handle])
+                except Exception as one:  # noqa: BLE001
+                    self._fail(handle, one)
+        for handle, event in results:
+            self._deliver(handle, event)
+
+    def _call(self, handles: list[StreamHandle]) -> list[tuple[StreamHandle, Any]]:
+        by_stream = {id(h.stream): h for h in handles}
         started = time.monotonic()
         try:
             with MODEL_LOCK:
-                results = self.engine.step([h.stream for h in ready])
-        except Exception as exc:  # noqa: BLE001
-            logger.exception("roomscribe model call failed")
-            for handle in ready:
-                self._handles.remove(handle)
-                self._deliver(handle, Failure(exc))
-            return
+                results = self.engine.step([h.stream for h in handles])
         finally:
             self.busy.record(started, time.monotonic())
-        for stream, event in results:
-            self._deliver(by_stream[id(stream)], event)
+        return [(by_stream[id(stream)], event) for stream, event in results]
+
+    def _fail(self, handle: StreamHandle, exc: BaseException) -> None:
+        logger.error("roomscribe model call failed", exc_info=exc)
+        if handle in self._handles:
+            self._handles.remove(handle)
+        self._deliver(handle, Failure(exc))
 
     def _deliver(self, handle: StreamHandle, item: Any) -> None:
         if not handle.deliver(handle, item) and handle in self._handles:
