@@ -6,8 +6,9 @@ republished tracks, control messages and the legacy transcription path."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import os
+import sys
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 pytest.importorskip("aiortc")
 
-from conftest import read_audio, said_so_far_wer  # noqa: E402
+from conftest import ROOT, read_audio, said_so_far_wer  # noqa: E402
 from test_plugin import _wer  # noqa: E402
 
 from emulator import Emulator  # noqa: E402
@@ -67,7 +68,14 @@ def test_dispatched_bot_captions_every_speaker_in_the_standard_wire_format(emula
         async with caption_room(emulator_host, monkeypatch) as emu:
             speakers = {who: await emu.add_speaker("standup", who, speech(eval_dir, clips[who]))
                         for who in ("alice", "bob")}
-            dispatch = await emu.create_dispatch("standup", "roomscribe", metadata=json.dumps({"language": "en"}))
+            # Captions switched on the way the README shows: the dispatch script.
+            env = dict(os.environ, LIVEKIT_URL=emu.url, LIVEKIT_API_KEY=API_KEY, LIVEKIT_API_SECRET=API_SECRET)
+            script = await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "examples" / "dispatch.py"), "start", "standup", "--language", "en",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            output = (await script.communicate())[0].decode()
+            assert script.returncode == 0 and "captions requested" in output, output
+            dispatch = emu.dispatches[-1]
             await dispatch.wait()
             await asyncio.sleep(3.0)
             # A late joiner whose client is too old for text streams.
@@ -85,7 +93,7 @@ def test_dispatched_bot_captions_every_speaker_in_the_standard_wire_format(emula
     assert max(load for _, _, load in worker.updates) >= 3 / 12
 
     # Dispatch: the worker registered under "roomscribe", took the job, and joined as an agent.
-    assert dispatch.state == "assigned"
+    assert dispatch.state == "assigned" and dispatch.metadata == '{"language": "en"}'
     bot = participants[dispatch.participant_identity]
     assert bot.is_agent and bot.identity.startswith("roomscribe-")
 
@@ -164,9 +172,6 @@ def test_leaver_gets_a_final_and_pause_resume_and_republish_work(emulator_host, 
 
 
 def test_roomscribe_connect_joins_a_named_room_without_dispatch(emulator_host, eval_dir, manifest, tmp_path):
-    import os
-    import sys
-
     async def scenario():
         async with Emulator(emulator_host, api_key=API_KEY, api_secret=API_SECRET) as emu:
             await emu.add_speaker("allhands", "gina", speech(eval_dir, "LJ001-0009"))
