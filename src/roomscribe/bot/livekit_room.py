@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from livekit import rtc
@@ -137,7 +137,7 @@ def bind_room(room: rtc.Room, captioner: RoomCaptioner) -> None:
             captioner.handle_control(sender, packet.data)
 
 
-def announce_paused(room: rtc.Room) -> callable:
+def announce_paused(room: rtc.Room) -> Callable[[bool], None]:
     """A `on_paused` callback that shows the caption state in the bot's attributes."""
 
     def on_paused(paused: bool) -> None:
