@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from roomscribe.engine import Engine
+from roomscribe.engine import Engine, StreamConfig
 from roomscribe.engine.whisper import DecodeRequest
 
 logger = logging.getLogger("roomscribe.bot")
@@ -32,7 +32,7 @@ logger = logging.getLogger("roomscribe.bot")
 CALIBRATION_BATCH = 4
 CALIBRATION_SECONDS = 6.0
 TRACKS_PER_TALKER = 4
-DECODE_EVERY = 0.5  # seconds of speech between decodes (StreamConfig.min_chunk_seconds)
+DECODE_EVERY = StreamConfig().min_chunk_seconds  # seconds of speech between decodes of a talker
 
 
 def measure_talkers(engine: Engine) -> float:
