@@ -17,7 +17,6 @@ import json
 import math
 import time
 
-import numpy as np
 
 import common
 from roomscribe.engine import Engine, EngineConfig, EventType, StreamConfig

@@ -120,7 +120,7 @@ def test_control_messages_parse():
 
 
 def test_load_is_open_tracks_against_capacity_or_model_busy_share_whichever_is_higher():
-    from livekit.plugins.roomscribe.engine_worker import BusyMeter
+    from roomscribe.scheduler import BusyMeter
     from roomscribe.bot.capacity import Capacity
 
     capacity = Capacity(max_tracks=8)

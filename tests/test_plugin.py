@@ -16,7 +16,7 @@ from livekit import rtc  # noqa: E402
 from livekit.agents import stt as lkstt  # noqa: E402
 from livekit.agents.types import TimedString  # noqa: E402
 from livekit.plugins import roomscribe  # noqa: E402
-from livekit.plugins.roomscribe import engine_worker  # noqa: E402
+from roomscribe import scheduler  # noqa: E402
 from roomscribe.engine import Event, EventType, Word  # noqa: E402
 
 LJ = "asr/en/ljspeech/LJ001-0001.flac"
@@ -171,10 +171,21 @@ def test_recognize_transcribes_a_buffer_offline(engine, speech):
 class ScriptedStream:
     """Says one word per 0.5 s of audio; its end gives a final and a speech end."""
 
+    decode_interval = 0.5
+    pace = None  # set by the worker's governor; a scripted stream ignores it
+
     def __init__(self):
         self.received = self.pending = 0
         self.words: list[Word] = []
         self.started = self.ended = self.flushed = False
+
+    @property
+    def received_seconds(self):
+        return self.received / 16000
+
+    @property
+    def lag_seconds(self):
+        return self.pending / 16000
 
     def push(self, audio):
         assert audio.dtype == np.float32 and audio.ndim == 1
@@ -288,8 +299,8 @@ def test_instances_share_one_engine_and_one_worker(monkeypatch):
             super().__init__()
             built.append(config.model)
 
-    monkeypatch.setattr(engine_worker, "_engines", {})
-    monkeypatch.setattr(engine_worker, "Engine", CountingEngine)
+    monkeypatch.setattr(scheduler, "_engines", {})
+    monkeypatch.setattr(scheduler, "Engine", CountingEngine)
     first, second, other = (roomscribe.STT(model="m1"), roomscribe.STT(model="m1"), roomscribe.STT(model="m2"))
 
     async def engines():
@@ -352,16 +363,16 @@ class PoisonEngine(ScriptedEngine):
 
 def test_a_stream_that_breaks_a_batched_call_fails_alone():
     engine = PoisonEngine()
-    worker = engine_worker.EngineWorker(engine)  # its thread idles: no commands are sent
+    worker = scheduler.EngineWorker(engine)  # its thread idles: no commands are sent
     got: dict[str, list] = {"poisoned": [], "healthy": []}
     handles = {}
     for name in ("poisoned", "healthy"):
-        handle = engine_worker.StreamHandle(config=None, deliver=lambda h, item, n=name: got[n].append(item) or True)
+        handle = scheduler.StreamHandle(config=None, deliver=lambda h, item, n=name: got[n].append(item) or True)
         handle.stream = engine.open_stream(None)
         handle.stream.push(np.zeros(16000, np.float32))  # both ready: one batched call
         handles[name] = handle
         worker._handles.append(handle)
     worker._step()
     assert [type(i).__name__ for i in got["poisoned"]] == ["Failure"]
-    assert got["healthy"] and not any(isinstance(i, engine_worker.Failure) for i in got["healthy"])
+    assert got["healthy"] and not any(isinstance(i, scheduler.Failure) for i in got["healthy"])
     assert worker._handles == [handles["healthy"]]

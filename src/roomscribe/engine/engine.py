@@ -10,8 +10,9 @@ from typing import Iterable
 import numpy as np
 
 from .events import Event
-from .stream import SpeechStream, StreamConfig, Ticket
+from .stream import SpeechStream, StreamConfig
 from .text import tidy_text
+from .utterance import Ticket
 from .vad import SileroVAD
 from .whisper import SAMPLE_RATE, DecodeOptions, WhisperRunner
 
@@ -24,7 +25,7 @@ class EngineConfig:
     compute_type: str = "int8"
     threads: int = 0  # 0: all cores
     device: str = "cpu"
-    max_batch: int = 8
+    max_batch: int = 8  # windows per model call; 1 switches batching off
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
 
@@ -71,14 +72,25 @@ class Engine:
         return SpeechStream(self.runner, self.vad if use_vad else None, config or StreamConfig(), stream_id)
 
     def step(self, streams: Iterable[SpeechStream]) -> list[tuple[SpeechStream, Event]]:
-        """Serve the most urgent ready streams with one batched model call."""
-        ready = [s for s in streams if s.ready()]
+        """One model call for the most urgent ready stream (its oldest speech not yet
+        captioned has waited longest) and every other stream whose window has the same
+        shape (`WhisperRunner.shape`): ready ones first, then ones not due yet, since a row
+        costs far less than a call and an early decode brings their next caption sooner.
+        Windows of other shapes wait for the next call, so results come out after each
+        call rather than after a round of calls."""
+        streams = list(streams)
+        ready = sorted((s for s in streams if s.ready()), key=lambda s: -s.lag_seconds)
         if not ready:
             return []
-        ready.sort(key=lambda s: -s.pending_audio_seconds)
+        shape = ready[0].request_shape(self.runner)
+        same = [s for s in ready if s.request_shape(self.runner) == shape]
+        if len(same) < self.config.max_batch > 1:
+            riders = [s for s in streams if not s.ready() and s.can_ride()
+                      and s.request_shape(self.runner, early=True) == shape]
+            same += sorted(riders, key=lambda s: -s.lag_seconds)
         tickets: list[tuple[SpeechStream, Ticket]] = []
-        for s in ready[: self.config.max_batch]:
-            ticket = s.next_request()
+        for s in same[: self.config.max_batch]:
+            ticket = s.next_request(early=True)
             if ticket is not None:
                 tickets.append((s, ticket))
         try:

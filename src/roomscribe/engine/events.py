@@ -34,7 +34,8 @@ class Event:
     previous interim); FINAL carries words newly committed to the segment, and the
     last FINAL of a segment has `segment_final` set. `segment_text` is the whole
     segment so far, which is what a caption shows.
-    `emitted_at` is how much audio the stream had been given when it came out.
+    `emitted_at` is how much audio the stream had been given when it came out, so
+    `lag` is how far the caption trails the audio.
     """
 
     type: EventType
@@ -48,7 +49,14 @@ class Event:
     segment_final: bool = False  # FINAL that closes its segment
     segment_text: str = ""  # the segment so far: committed words (+ the tail, for INTERIM)
 
+    @property
+    def lag(self) -> float:
+        if self.type not in (EventType.INTERIM, EventType.FINAL):
+            return 0.0
+        return max(0.0, self.emitted_at - self.end)
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["type"] = self.type.value
+        out["lag"] = round(self.lag, 3)
         return out

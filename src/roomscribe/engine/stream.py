@@ -13,15 +13,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio_window import AudioWindow
+from .committing import MAX_CONTEXT_TOKENS, Committing, new_segment_id
 from .events import Event, EventType, Word
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
 from .quality import QualityGate
-from .text import CJK_LANGUAGES, character_groups, ends_sentence, join_words, tokens_per_word, tokens_to_words
+from .text import (
+    join_words,
+    tokens_to_words,
+)
+from .utterance import Pace, Ticket, Utterance
 from .vad import SileroVAD, VadConfig, VadStream
 from .whisper import SAMPLE_RATE, DecodeRequest, DecodeResult
-
-MAX_CONTEXT_TOKENS = 224
 
 
 @dataclass
@@ -43,45 +46,7 @@ class StreamConfig:
             raise ValueError("need 0 < min_chunk_seconds and max_window_seconds >= 2 * min_chunk_seconds")
 
 
-def new_segment_id() -> str:
-    return "SG_" + uuid.uuid4().hex[:12]
-
-
-@dataclass
-class _CommittedWord:
-    word: Word
-    n_tokens: int
-
-
-class _Utterance:
-    """Speech between a VAD start and end: its window and what is committed in it."""
-
-    def __init__(self, start_sample: int, policy, language: str | None):
-        self.window = AudioWindow()
-        self.window.clear(start_sample)
-        self.policy = policy
-        self.language = language
-        self.prefix: list[int] = []  # committed tokens still inside the window
-        self.prefix_words: list[_CommittedWord] = []
-        self.decoded_len = 0  # window length at the last decode
-        self.closed = False
-        self.speech_samples = 0
-        self.tail: list[Word] = []
-        self.decodes = 0
-
-
-@dataclass
-class Ticket:
-    """A request handed out by a stream, to be answered through `apply`."""
-
-    request: DecodeRequest
-    utterance: _Utterance
-    flush: bool
-    window_start: int  # stream sample of the window's first sample
-    content_samples: int
-
-
-class SpeechStream:
+class SpeechStream(Committing):
     def __init__(self, runner, vad: SileroVAD | None, config: StreamConfig | None = None,
                  stream_id: str | None = None):
         self.runner = runner
@@ -90,8 +55,8 @@ class SpeechStream:
         self._vad = VadStream(vad, self.config.vad) if vad is not None else None
         self._received = 0
         self._preroll = AudioWindow(int(SAMPLE_RATE * 1.0))
-        self._active: _Utterance | None = None
-        self._closing: list[_Utterance] = []
+        self._active: Utterance | None = None
+        self._closing: list[Utterance] = []
         self._in_flight = False
         self._context: list[int] = []  # committed tokens that left the window: the prompt
         self._segment_id = new_segment_id()
@@ -100,6 +65,8 @@ class SpeechStream:
         self._detected_language: str | None = None
         self.ended = False
         self.decodes = 0
+        self.pace = Pace()
+        self.shed_seconds = 0.0  # speech dropped undecoded under extreme overload
 
     # -- input ----------------------------------------------------------------
     @property
@@ -168,7 +135,7 @@ class SpeechStream:
     def _start_utterance(self, start_sample: int, position: int) -> list[Event]:
         """Open an utterance at `start_sample`; `position` is where the pre-roll ends."""
         policy = make_policy(self.config.policy, frame_threshold=self.config.frame_threshold)
-        utt = _Utterance(start_sample, policy, self.config.language or self._detected_language)
+        utt = Utterance.starting_at(start_sample, policy, self.config.language or self._detected_language)
         # Audio from just before the VAD fired (its pad) comes from the pre-roll.
         pre = self._preroll.view()
         # Never reach back before the pre-roll: that audio belongs to the previous utterance.
@@ -207,30 +174,65 @@ class SpeechStream:
         if utt is None:
             return False
         n = len(utt.window)
-        step = int(self.config.min_chunk_seconds * SAMPLE_RATE)
+        step = int(self.decode_interval * SAMPLE_RATE)
         return n >= step and n - utt.decoded_len >= step
 
     @property
-    def pending_audio_seconds(self) -> float:
-        """Speech heard but not yet decoded: how far behind this stream is."""
-        total = sum(len(u.window) - u.decoded_len for u in self._closing)
-        if self._active is not None:
-            total += len(self._active.window) - self._active.decoded_len
-        return total / SAMPLE_RATE
+    def decode_interval(self) -> float:
+        """Seconds of new speech between decodes, at the current pace."""
+        return self.config.min_chunk_seconds * self.pace.interval_scale
+
+    @property
+    def max_window_seconds(self) -> float:
+        bound = self.pace.max_window_seconds
+        return self.config.max_window_seconds if bound is None else min(bound, self.config.max_window_seconds)
+
+    @property
+    def lag_seconds(self) -> float:
+        """How long the oldest speech not yet shown in a caption has waited, on the stream
+        clock: the scheduler serves the largest first."""
+        pending = [u.undecoded_from for u in self._closing]
+        if self._active is not None and len(self._active.window) > self._active.decoded_len:
+            pending.append(self._active.undecoded_from)
+        if not pending:
+            return 0.0
+        return max(0, self._received - min(pending)) / SAMPLE_RATE
 
     @property
     def idle(self) -> bool:
         return not self._in_flight and not self._closing and self._active is None
 
-    def next_request(self) -> Ticket | None:
+    def _next_utterance(self, early: bool = False) -> Utterance | None:
         if self._in_flight:
             return None
         if self._closing:
-            utt, flush = self._closing[0], True
-        elif self._active is not None and self.ready():
-            utt, flush = self._active, False
-        else:
+            return self._closing[0]
+        if self._active is not None and (self.ready() or (early and self.can_ride())):
+            return self._active
+        return None
+
+    def can_ride(self) -> bool:
+        """Whether a decode before the stream's due time is worth a seat in a batch."""
+        utt = self._active
+        if self._in_flight or utt is None:
+            return False
+        step = int(self.config.min_chunk_seconds * SAMPLE_RATE)
+        return len(utt.window) >= step and len(utt.window) - utt.decoded_len >= step // 2
+
+    def request_shape(self, runner, early: bool = False) -> tuple[int, int] | None:
+        """The batch shape (`runner.shape`) of the request `next_request` would make."""
+        utt = self._next_utterance(early)
+        if utt is None:
             return None
+        return runner.shape(len(utt.window), len(self._context))
+
+    def next_request(self, early: bool = False) -> Ticket | None:
+        """The next window to decode; `early`: also one that is not due yet (a rider)."""
+        utt = self._next_utterance(early)
+        if utt is None:
+            return None
+        flush = bool(self._closing)
+        self._shed_excess(utt)
         audio = utt.window.copy()
         request = DecodeRequest(audio=audio, language=utt.language, task=self.config.task,
                                 prompt=self._context[-MAX_CONTEXT_TOKENS:], prefix=list(utt.prefix))
@@ -276,9 +278,11 @@ class SpeechStream:
             n = len(tokens)
         else:
             n = utt.policy.commit_count(hyp)
-            if content >= self.config.max_window_seconds and n == 0:
+            if content >= self.max_window_seconds:
                 # Never let the window outgrow its bound: commit what lies well before its end.
-                n = count_before(hyp, content - 1.0)
+                n = max(n, count_before(hyp, content - 1.0))
+            if self.pace.commit_after_seconds is not None:  # behind: no waiting for agreement
+                n = max(n, count_before(hyp, content - self.pace.commit_after_seconds))
         events: list[Event] = []
         committed: list[Word] = []
         if n:
@@ -304,89 +308,3 @@ class SpeechStream:
                 words=list(utt.tail), start=utt.tail[0].start, end=utt.tail[-1].end, language=language,
                 segment_text=join_words(self._segment_words + utt.tail, language)))
         return events
-
-    # -- committing -----------------------------------------------------------
-    def _word_starts(self, tokens: list[int], language: str | None) -> list[bool]:
-        starts = [False] * len(tokens)
-        spaced = language not in CJK_LANGUAGES
-        for text, idx in character_groups(tokens, self.runner.decode_tokens):
-            starts[idx[0]] = text.startswith(" ") if spaced else True
-        return starts
-
-    def _commit(self, utt: _Utterance, tokens: list[int], words: list[Word], language, emitted_at,
-                events: list[Event], close: bool) -> None:
-        utt.prefix.extend(tokens)
-        # Attribute the committed tokens to words (for cutting the window at a word end).
-        counts = tokens_per_word(tokens, self.runner.decode_tokens, language, len(words))
-        utt.prefix_words.extend(_CommittedWord(w, c) for w, c in zip(words, counts))
-        chunk: list[Word] = []
-        for i, word in enumerate(words):
-            chunk.append(word)
-            nxt = words[i + 1].text if i + 1 < len(words) else None
-            if ends_sentence(word.text, language, nxt):
-                events.append(self._final(chunk, language, emitted_at, closes=True))
-                chunk = []
-        if chunk or (close and self._segment_words):
-            events.append(self._final(chunk, language, emitted_at, closes=close))
-
-    def _final(self, words: list[Word], language, emitted_at, closes: bool) -> Event:
-        """A FINAL for newly committed words; a closing one ends the segment."""
-        if not self._segment_words and words:
-            first = words[0]
-            text = first.text.lstrip()
-            text = text[:1].upper() + text[1:]  # a caption starts with a capital (no-op for Hangul)
-            words = [Word(text, first.start, first.end, first.probability), *words[1:]]
-        self._segment_words.extend(words)
-        seg = self._segment_words
-        event = Event(EventType.FINAL, self._segment_id, emitted_at, text=join_words(words, language),
-                      words=list(words), start=(words or seg)[0].start, end=(words or seg)[-1].end,
-                      language=language, segment_final=closes, segment_text=join_words(seg, language))
-        if closes:
-            self._segment_id = new_segment_id()
-            self._segment_words = []
-        return event
-
-    def _trim(self, utt: _Utterance, language) -> None:
-        """Cut the window after the last committed sentence (or word, when it is too long)."""
-        words = [cw.word for cw in utt.prefix_words]
-        if not words:
-            return
-        window_seconds = len(utt.window) / SAMPLE_RATE
-        too_long = window_seconds >= self.config.max_window_seconds - self.config.min_chunk_seconds
-        # Keep some committed speech in the window: Whisper hears the next words better in context.
-        keep = 0.0 if too_long else self.config.keep_context_seconds
-        cut = 0
-        for i in range(len(words) - 1, -1, -1):
-            nxt = words[i + 1].text if i + 1 < len(words) else None
-            if words[-1].end - words[i].end >= keep and ends_sentence(words[i].text, language, nxt):
-                cut = i + 1
-                break
-        if cut == 0 and too_long:
-            cut = len(words)
-        if cut == 0:
-            return
-        cut_time = words[cut - 1].end
-        if cut == len(words) and utt.tail:
-            cut_time = min(cut_time, utt.tail[0].start)
-        cut_sample = int(round(cut_time * SAMPLE_RATE))
-        if self._vad is not None:
-            # Alignment puts word ends within a frame or two; a cut inside a word makes the
-            # next window start on a fragment, so move it to the quietest nearby point.
-            lo = max(int((words[cut - 1].end - 0.25) * SAMPLE_RATE), int(words[cut - 1].start * SAMPLE_RATE))
-            hi = int((cut_time + 0.25) * SAMPLE_RATE)
-            if cut < len(words):
-                hi = min(hi, int(words[cut].end * SAMPLE_RATE))
-            elif utt.tail:
-                hi = min(hi, int(utt.tail[0].end * SAMPLE_RATE))
-            quiet = self._vad.quietest_sample(lo, hi)
-            if quiet is not None and quiet[1] < self.config.vad.threshold:
-                cut_sample = quiet[0]
-        cut_samples = cut_sample - utt.window.start_sample
-        if cut_samples <= 0:
-            return
-        moved = sum(cw.n_tokens for cw in utt.prefix_words[:cut])
-        self._context = (self._context + utt.prefix[:moved])[-MAX_CONTEXT_TOKENS:]
-        utt.prefix = utt.prefix[moved:]
-        utt.prefix_words = utt.prefix_words[cut:]
-        utt.window.drop_front(cut_samples)
-        utt.decoded_len = max(0, utt.decoded_len - cut_samples)

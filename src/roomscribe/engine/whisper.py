@@ -4,6 +4,11 @@ Every call takes a list of requests so that one call can serve many streams;
 the encoder output of a call is reused for language detection, decoding and
 alignment. Windows shorter than 30 s are encoded at their own length (plus
 a little silence, without which the decoder runs on past the end).
+
+A request's result depends on that request alone, never on what it is batched
+with: its encoder length and its text context are functions of the request, and
+requests are batched only with others of the same encoder length and context length
+(CTranslate2 pads neither the encoder input nor the prompt position).
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ HOP = 160
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP  # mel frames: 100 per second
 ALIGN_FRAME_SECONDS = 0.02  # one encoder frame = two mel frames
 MAX_FRAMES = 3000
-_FRAME_QUANTUM = 100  # round encoder inputs up to whole seconds
+_CONTEXT_QUANTUM = 32  # earlier-text context is cut to a multiple of this many tokens
 
 
 @dataclass
 class DecodeOptions:
     beam_size: int = 1
     pad_seconds: float = 1.0
+    # Encoder inputs are rounded up to a multiple of this: coarser steps let more windows
+    # share a shape, and so a batch, at the price of encoding more silence.
+    frame_step_seconds: float = 2.0
     max_prompt_tokens: int = 128
     max_tokens_per_second: float = 8.0
     suppress_blank: bool = True
@@ -109,7 +117,12 @@ class WhisperRunner:
     def _frames_for(self, n_samples: int) -> int:
         content = int(np.ceil(n_samples / HOP))
         padded = content + int(self.options.pad_seconds * FRAMES_PER_SECOND)
-        return int(min(MAX_FRAMES, max(_FRAME_QUANTUM, -(-padded // _FRAME_QUANTUM) * _FRAME_QUANTUM)))
+        step = max(1, int(self.options.frame_step_seconds * FRAMES_PER_SECOND))
+        return int(min(MAX_FRAMES, max(step, -(-padded // step) * step)))
+
+    def shape(self, n_samples: int, n_prompt_tokens: int) -> tuple[int, int]:
+        """What a request is batched by: its encoder frames and its context length."""
+        return self._frames_for(n_samples), len(self._context([0] * n_prompt_tokens))
 
     def _features(self, audio: np.ndarray, frames: int) -> np.ndarray:
         audio = audio[: frames * HOP - HOP]
@@ -120,51 +133,57 @@ class WhisperRunner:
 
     # -- the call -------------------------------------------------------------
     def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
-        """Encode, detect language where needed, generate and align, in batched calls."""
-        import ctranslate2
-
+        """Encode, detect language where needed, generate and align: one batched call per
+        group of requests that share an encoder length and a context length."""
         if not requests:
             return []
-        max_samples = max(len(r.audio) for r in requests)
-        frames = self._frames_for(max_samples)
+        frames = [self._frames_for(len(r.audio)) for r in requests]
+        contexts = [self._context(r.prompt) for r in requests]
+        results: list[DecodeResult | None] = [None] * len(requests)
+        with self._lock:
+            for idx in _groups([(f, len(c)) for f, c in zip(frames, contexts)]):  # = shape()
+                group = self._decode_same_shape([requests[i] for i in idx], frames[idx[0]],
+                                                [contexts[i] for i in idx])
+                for i, result in zip(idx, group):
+                    results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _context(self, prompt: list[int]) -> list[int]:
+        n = min(len(prompt), self.options.max_prompt_tokens)
+        n -= n % _CONTEXT_QUANTUM
+        return list(prompt[len(prompt) - n:]) if n else []
+
+    def _decode_same_shape(self, requests: list[DecodeRequest], frames: int,
+                           contexts: list[list[int]]) -> list[DecodeResult]:
+        import ctranslate2
+
         batch = np.stack([self._features(r.audio, frames) for r in requests])
         content_frames = [min(frames, int(np.ceil(len(r.audio) / HOP))) for r in requests]
-
-        with self._lock:
-            self.calls += 1
-            encoded = self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
-            languages = self._languages(requests, encoded)
-            contexts = _equal_contexts([r.prompt[-self.options.max_prompt_tokens:] for r in requests])
-            prompts = [self._prompt(r, lang, ctx) for r, lang, ctx in zip(requests, languages, contexts)]
-            max_new = [int(len(r.audio) / SAMPLE_RATE * self.options.max_tokens_per_second) + 8
-                       for r in requests]
-            # CTranslate2 needs <|startoftranscript|> at one position across a batch: requests
-            # with and without earlier text go in separate calls.
-            generated: list = [None] * len(requests)
-            rows = _Rows(encoded, len(requests))
-            for idx in _groups([bool(ctx) for ctx in contexts]):
-                max_length = min(448, max(len(prompts[i]) + max_new[i] for i in idx))
-                out = self.model.generate(
-                    rows.take(idx), [prompts[i] for i in idx],
-                    beam_size=self.options.beam_size,
-                    max_length=max_length,
-                    return_scores=True,
-                    return_no_speech_prob=True,
-                    suppress_blank=self.options.suppress_blank,
-                    repetition_penalty=self.options.repetition_penalty,
-                    no_repeat_ngram_size=self.options.no_repeat_ngram_size,
-                )
-                for i, g in zip(idx, out):
-                    generated[i] = g
-            eot = self.eot
-            token_lists = []
-            for r, g, limit in zip(requests, generated, max_new):
-                ids = list(g.sequences_ids[0])
-                if r.prefix and ids[: len(r.prefix)] == list(r.prefix):
-                    ids = ids[len(r.prefix):]  # CTranslate2 returns the forced prefix too
-                ids = [t for t in ids if t < eot][:limit]
-                token_lists.append(ids)
-            alignments = self._align(requests, languages, encoded, token_lists, content_frames)
+        self.calls += 1
+        encoded = self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
+        languages = self._languages(requests, encoded)
+        prompts = [self._prompt(r, lang, ctx) for r, lang, ctx in zip(requests, languages, contexts)]
+        max_new = [int(len(r.audio) / SAMPLE_RATE * self.options.max_tokens_per_second) + 8
+                   for r in requests]
+        generated = self.model.generate(
+            encoded, prompts,
+            beam_size=self.options.beam_size,
+            max_length=min(448, max(len(p) + m for p, m in zip(prompts, max_new))),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=self.options.suppress_blank,
+            repetition_penalty=self.options.repetition_penalty,
+            no_repeat_ngram_size=self.options.no_repeat_ngram_size,
+        )
+        eot = self.eot
+        token_lists = []
+        for r, g, limit in zip(requests, generated, max_new):
+            ids = list(g.sequences_ids[0])
+            if r.prefix and ids[: len(r.prefix)] == list(r.prefix):
+                ids = ids[len(r.prefix):]  # CTranslate2 returns the forced prefix too
+            ids = [t for t in ids if t < eot][:limit]
+            token_lists.append(ids)
+        alignments = self._align(requests, languages, encoded, token_lists, content_frames)
 
         results = []
         for i, r in enumerate(requests):
@@ -222,13 +241,6 @@ class WhisperRunner:
             for i, seq, res in zip(idx, seqs, aligned):
                 out[i] = _token_times(res, len(seq))
         return out
-
-
-def _equal_contexts(contexts: list[list[int]]) -> list[list[int]]:
-    """Earlier-text contexts cut to one length (the latest tokens kept), so that every
-    request with a context puts <|startoftranscript|> at the same position."""
-    shortest = min((len(c) for c in contexts if c), default=0)
-    return [c[len(c) - shortest:] if c else [] for c in contexts]
 
 
 def _groups(keys: list) -> list[list[int]]:

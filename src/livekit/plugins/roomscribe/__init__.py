@@ -8,7 +8,7 @@ One model is loaded per process and shared by every `STT` instance and stream;
 model calls run on one worker thread, never on the event loop.
 """
 
-from .engine_worker import EngineWorker, shared_engine, worker_for
+from roomscribe.scheduler import EngineWorker, shared_engine, worker_for
 from .stt import STT, RecognizeStream
 from .version import __version__
 

@@ -32,10 +32,10 @@ from livekit.agents import APIConnectionError, APIConnectOptions, LanguageCode, 
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer, is_given
 from roomscribe.engine import Engine, Event, EventType, StreamConfig, Word
+from roomscribe.scheduler import (MODEL_LOCK, Drained, EngineWorker, Failure, StreamHandle, loop_delivery, shared_engine,
+                                  worker_for)
 
 from .audio import SAMPLE_RATE, frames_to_pcm, mono_frame, whisper_language
-from .engine_worker import (MODEL_LOCK, Drained, EngineWorker, Failure, StreamHandle, loop_delivery, shared_engine,
-                            worker_for)
 from .log import logger
 
 USAGE_INTERVAL = 5.0  # seconds of audio reported per RECOGNITION_USAGE event

@@ -4,13 +4,18 @@ A roomscribe `SpeechStream` is plain state with no locking, and a model call tak
 hundreds of milliseconds, so neither may run on an asyncio event loop. Every touch
 of an engine's streams (push, end, decode) happens on the engine's worker thread:
 callers enqueue commands and get events back on their own loop. While one batched
-model call runs, audio from every stream piles up, and the next call serves all
-ready streams together (`Engine.step` batches them).
+model call runs, audio from every stream piles up, and the next call serves the
+ready streams together, the longest-waiting first (`Engine.step` batches them).
+
+When compute falls behind, a `LagGovernor` slows every stream down a level, so lag
+stays bounded. Each stream's lag, the level and the model's busy share are in
+`EngineWorker.status()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -21,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from roomscribe.engine import Engine, EngineConfig, Event, SpeechStream, StreamConfig
+from .engine import Engine, EngineConfig, Event, SpeechStream, StreamConfig
+from .engine.governor import LagGovernor
 
-from .log import logger
+logger = logging.getLogger("roomscribe.scheduler")
 
 # Only one model call at a time in the process: on CPU each call already uses every
 # core, and two at once would only slow both down.
@@ -76,6 +82,12 @@ class StreamHandle:
     offset: float = 0.0  # seconds of the caller's audio before this engine stream began
     stream: SpeechStream | None = None
     ending: bool = False
+    queued_seconds: float = 0.0  # audio the caller has pushed (some may wait in the queue)
+    lag: float = 0.0  # seconds the oldest speech not yet captioned has waited
+
+    def _waiting_seconds(self) -> float:
+        """Audio pushed by the caller that the stream has not taken in yet."""
+        return max(0.0, self.queued_seconds - self.stream.received_seconds) if self.stream else 0.0
 
 
 def loop_delivery(loop: asyncio.AbstractEventLoop,
@@ -118,9 +130,10 @@ class BusyMeter:
 
 
 class EngineWorker:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, governor: LagGovernor | None = None):
         self.engine = engine
         self.busy = BusyMeter()
+        self.governor = governor or LagGovernor()
         self._commands: queue.SimpleQueue[tuple[str, StreamHandle, Any]] = queue.SimpleQueue()
         self._handles: list[StreamHandle] = []
         self._thread = threading.Thread(target=self._loop, name="roomscribe-engine", daemon=True)
@@ -135,6 +148,7 @@ class EngineWorker:
 
     def push(self, handle: StreamHandle, audio: np.ndarray) -> None:
         """Queue 16 kHz mono float32 audio for the stream."""
+        handle.queued_seconds += len(audio) / 16000
         self._commands.put((_PUSH, handle, audio))
 
     def end(self, handle: StreamHandle) -> None:
@@ -148,6 +162,26 @@ class EngineWorker:
     @property
     def open_streams(self) -> int:
         return len(self._handles)
+
+    @property
+    def max_lag(self) -> float:
+        return max((h.lag for h in list(self._handles)), default=0.0)
+
+    def status(self) -> dict:
+        """A snapshot for status pages and metrics (safe from any thread)."""
+        handles = list(self._handles)
+        pace = self.governor.pace
+        return {
+            "model": self.engine.model_name,
+            "streams": len(handles),
+            "busy": round(self.busy.fraction(), 3),
+            "max_lag": round(max((h.lag for h in handles), default=0.0), 3),
+            "level": self.governor.level,
+            "saturated": self.governor.saturated,
+            "decode_interval_scale": pace.interval_scale,
+            "max_window_seconds": pace.max_window_seconds,
+            "max_batch": self.engine.config.max_batch,
+        }
 
     # -- the worker thread ----------------------------------------------------------
     def _loop(self) -> None:
@@ -173,15 +207,33 @@ class EngineWorker:
                 command = self._commands.get_nowait()
             except queue.Empty:
                 command = None
+        self._pace()
         self._step()
         for handle in [h for h in self._handles if h.ending and not h.stream.ready()]:
             self._handles.remove(handle)
             self._deliver(handle, Drained())
 
+    def _pace(self) -> None:
+        """Measure every stream's lag and let the governor set the pace."""
+        worst_overdue = 0.0
+        for handle in self._handles:
+            stream = handle.stream
+            lag = stream.lag_seconds
+            handle.lag = lag + handle._waiting_seconds() if lag else 0.0
+            worst_overdue = max(worst_overdue, handle.lag - stream.decode_interval)
+        pace = self.governor.update(worst_overdue, time.monotonic())
+        for handle in self._handles:
+            if handle.stream.pace != pace:
+                if handle is self._handles[0]:
+                    logger.info("decode pace: level %d (interval x%.1f, window %s s)", self.governor.level,
+                                pace.interval_scale, pace.max_window_seconds or "full")
+                handle.stream.pace = pace
+
     def _apply(self, kind: str, handle: StreamHandle, audio: Any) -> None:
         try:
             if kind == _OPEN:
                 handle.stream = self.engine.open_stream(handle.config)
+                handle.stream.pace = self.governor.pace
                 self._handles.append(handle)
             elif handle not in self._handles:
                 return  # closed or failed already
@@ -204,15 +256,15 @@ class EngineWorker:
         if not ready:
             return
         try:
-            results = self._call(ready)
+            # The engine picks the batch; streams not due yet may ride along.
+            results = self._call(list(self._handles))
         except Exception as exc:  # noqa: BLE001
-            if len(ready) == 1:
+            if len(self._handles) == 1:
                 self._fail(ready[0], exc)
                 return
             # One stream's window may be what broke the batch: serve each on its own, so only
             # a stream that fails alone is failed (the engine put every window back).
-            logger.warning("batched model call for %d streams failed (%s): retrying them one by one",
-                           len(ready), exc)
+            logger.warning("batched model call failed (%s): retrying its streams one by one", exc)
             results = []
             for handle in ready:
                 try:
@@ -239,5 +291,8 @@ class EngineWorker:
         self._deliver(handle, Failure(exc))
 
     def _deliver(self, handle: StreamHandle, item: Any) -> None:
+        if isinstance(item, Event) and handle.stream is not None:
+            # Audio waiting in the queue has been given too: count it in the caption's lag.
+            item.emitted_at += handle._waiting_seconds()
         if not handle.deliver(handle, item) and handle in self._handles:
             self._handles.remove(handle)  # its owner's loop is gone: stop decoding for it
