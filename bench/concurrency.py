@@ -19,7 +19,7 @@ final is out within 10 s of the end. Each run is its own process (clean RSS); RS
 extra stream is the slope of RSS over N. Every N runs with batching on and off
 (`max_batch` 8 or 1: one window per model call, as per-connection decoders do).
 
-    python bench/concurrency.py [--seconds 90] [--continuous 1,2,3,4,5,6] [--meeting 4,8,16,24,32]
+    python bench/concurrency.py [--seconds 90] [--continuous 1,2,4,6,8,10] [--meeting 8,16,32,48,64]
     python bench/concurrency.py --one meeting 16 batched --seconds 30   # one run, JSON out
 """
 
@@ -33,7 +33,7 @@ import threading
 import time
 
 import numpy as np
-from common import load, machine, manifest, rss_mb, save, wer
+from common import load, machine, manifest, normalize, rss_mb, save, wer
 
 from roomscribe.stats import percentile  # noqa: E402
 
@@ -60,7 +60,8 @@ class Track:
     def say(self, start: float, clip: np.ndarray, text: str) -> None:
         a = int(start * 16000)
         self.audio[a:a + len(clip)] += clip[: len(self.audio) - a]
-        self.live[a // FRAME:(a + len(clip)) // FRAME + 2] = True
+        # Unmuted for the turn and a second after it (people mute once they are done).
+        self.live[a // FRAME:(a + len(clip) + 16000) // FRAME + 1] = True
         self.texts.append(text)
 
 
@@ -101,15 +102,17 @@ def meeting(n: int, seconds: float, pool, seed: int = 7) -> list[Track]:
     return tracks
 
 
-def run_one(shape: str, n: int, mode: str, seconds: float, policy: str) -> dict:
+def run_one(shape: str, n: int, mode: str, seconds: float, policy: str, level: int | None = None) -> dict:
+    """One run; `level` pins the scheduler's slow-down level (to price each level's accuracy)."""
     from roomscribe.engine import Engine, EngineConfig, EventType, StreamConfig
+    from roomscribe.engine.governor import LEVELS, LagGovernor
     from roomscribe.scheduler import Drained, EngineWorker
 
     pool = clips()
     tracks = (continuous if shape == "continuous" else meeting)(n, seconds, pool)
     engine = Engine(EngineConfig(model="base", max_batch=8 if mode == "batched" else 1))
     engine.transcribe(pool[0][0][:16000 * 3], language="en")  # warm-up
-    worker = EngineWorker(engine)
+    worker = EngineWorker(engine, LagGovernor(levels=(LEVELS[level],)) if level is not None else None)
     rss_idle = rss_mb()
 
     finals: list[list[tuple[float, object]]] = [[] for _ in tracks]
@@ -170,7 +173,7 @@ def run_one(shape: str, n: int, mode: str, seconds: float, policy: str) -> dict:
     refs = [" ".join(t.texts) for t in tracks if t.texts]
     hyps = [" ".join(e.text for _, e in fs) for t, fs in zip(tracks, finals) if t.texts]
     result = {
-        "shape": shape, "n": n, "mode": mode, "seconds": seconds, "policy": policy,
+        "shape": shape, "n": n, "mode": mode, "seconds": seconds, "policy": policy, "pinned_level": level,
         "finals": len(values),
         "p50": percentile(values, 50), "p90": percentile(values, 90), "max": max(values, default=None),
         "first_third_p50": percentile(first, 50), "last_third_p50": percentile(last, 50),
@@ -185,6 +188,11 @@ def run_one(shape: str, n: int, mode: str, seconds: float, policy: str) -> dict:
         "rss_idle_mb": round(rss_idle, 1), "rss_end_mb": round(rss_end, 1),
         "timeline": timeline,
     }
+    for key, value in result.items():
+        if isinstance(value, float):
+            result[key] = round(value, 3)
+    result["per_track"] = [{"wer": round(wer([r], [h]), 2), "reference": r, "captions": h}
+                           for r, h in zip(refs, hyps)]
     result["windows_per_call"] = round(result["decodes"] / max(1, result["model_calls"]), 2)
     growth = (result["last_third_p50"] or 0) - (result["first_third_p50"] or 0)
     result["passed"] = bool(values and result["p90"] <= P90_BOUND and growth <= GROWTH_BOUND
@@ -192,8 +200,10 @@ def run_one(shape: str, n: int, mode: str, seconds: float, policy: str) -> dict:
     return result
 
 
-def child(shape: str, n: int, mode: str, seconds: float, policy: str) -> dict:
+def child(shape: str, n: int, mode: str, seconds: float, policy: str, level: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--one", shape, str(n), mode, "--seconds", str(seconds), "--policy", policy]
+    if level is not None:
+        cmd += ["--level", str(level)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 4 + 300)
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-3000:])
@@ -212,15 +222,18 @@ def rss_slope(runs: list[dict]) -> float | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=90.0)
-    ap.add_argument("--continuous", default="1,2,3,4,5,6")
-    ap.add_argument("--meeting", default="4,8,16,24,32")
+    ap.add_argument("--continuous", default="1,2,4,6,8,10")
+    ap.add_argument("--meeting", default="8,16,32,48,64")
     ap.add_argument("--modes", default="batched,unbatched")
     ap.add_argument("--policy", default="localagreement")
     ap.add_argument("--one", nargs=3, metavar=("SHAPE", "N", "MODE"))
+    ap.add_argument("--level", type=int, help="with --one: pin the slow-down level")
+    ap.add_argument("--price-levels", type=int, default=2, metavar="N",
+                    help="also run N continuous speakers at each pinned level (0: skip)")
     args = ap.parse_args()
     if args.one:
         shape, n, mode = args.one
-        print(json.dumps(run_one(shape, int(n), mode, args.seconds, args.policy)))
+        print(json.dumps(run_one(shape, int(n), mode, args.seconds, args.policy, args.level)))
         return
 
     summary: dict = {"machine": machine(), "model": "base int8", "seconds": args.seconds,
@@ -242,6 +255,15 @@ def main() -> None:
             passing = [r["n"] for r in runs if r["passed"]]
             summary["largest_passing"][f"{shape}/{mode}"] = max(passing, default=0)
             summary["rss_per_stream_mb"][f"{shape}/{mode}"] = rss_slope(runs)
+    if args.price_levels:  # what each slow-down level costs in accuracy and latency
+        from roomscribe.engine.governor import LEVELS
+
+        summary["levels"] = []
+        for level in range(len(LEVELS)):
+            r = child("continuous", args.price_levels, "batched", args.seconds, args.policy, level)
+            summary["levels"].append({k: r[k] for k in ("pinned_level", "n", "p50", "p90", "wer")})
+            print(f"pinned level {level}, {args.price_levels} continuous: p50 {r['p50']} p90 {r['p90']} "
+                  f"WER {r['wer']}", flush=True)
     path = save(f"concurrency-{args.policy}", summary)
     print(json.dumps({k: summary[k] for k in ("largest_passing", "rss_per_stream_mb")}, indent=2))
     print(f"saved {path}")
