@@ -119,13 +119,17 @@ def test_control_messages_parse():
         parse_control(b'{"type": "reboot"}')
 
 
-def test_load_is_open_tracks_against_capacity_or_model_busy_share_whichever_is_higher():
-    from roomscribe.scheduler import BusyMeter
+def test_load_is_the_highest_of_open_tracks_model_busy_share_and_slowdown():
+    from types import SimpleNamespace
+
     from roomscribe.bot.capacity import Capacity
+    from roomscribe.engine.governor import LagGovernor
+    from roomscribe.scheduler import BusyMeter
 
     capacity = Capacity(max_tracks=8)
     meter = BusyMeter(window=5.0)
-    capacity.watch(meter)
+    governor = LagGovernor()
+    capacity.watch(SimpleNamespace(busy=meter, governor=governor))
     assert capacity.load() == 0.0
     for _ in range(2):
         capacity.track_opened()
@@ -135,6 +139,11 @@ def test_load_is_open_tracks_against_capacity_or_model_busy_share_whichever_is_h
     now = time.monotonic()
     meter.record(now - 3.0, now - 1.0)  # the model was busy 2 s of the last 5
     assert abs(capacity.load() - 0.4) < 0.05
+    governor.level = 1  # streams slowed down: nearly full, whatever the track count
+    assert capacity.load() == 0.8
+    governor.level = 2
+    assert capacity.load() >= 0.95
+    governor.level = 0
     for _ in range(20):
         capacity.track_opened()
     assert capacity.load() == 1.0
@@ -151,3 +160,61 @@ def test_capacity_is_measured_from_the_model_unless_set(engine, monkeypatch):
     monkeypatch.delenv("ROOMSCRIBE_MAX_TRACKS")
     measured = Capacity().calibrate(engine)
     assert isinstance(measured, int) and measured >= 1
+
+
+def test_a_caption_carries_how_far_it_trails_the_audio_given_to_its_stream():
+    from types import SimpleNamespace
+
+    from livekit.agents import stt
+
+    from roomscribe.bot.track import TrackCaptioner
+
+    class TimedStream:
+        """Says 'hello', ending at 1.0 s on its clock, once 2 s of audio are in."""
+
+        def __init__(self):
+            self.events: asyncio.Queue = asyncio.Queue()
+            self.seconds = 0.0
+
+        def push_frame(self, frame):
+            self.seconds += frame.duration
+            if abs(self.seconds - 2.0) < 1e-6:
+                data = stt.SpeechData(language="en", text="hello", start_time=0.5, end_time=1.0)
+                self.events.put_nowait(stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+                                                       request_id="SG_1", alternatives=[data]))
+
+        def flush(self):
+            pass
+
+        def end_input(self):
+            self.events.put_nowait(None)
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            item = await self.events.get()
+            if item is None:
+                raise StopAsyncIteration
+            return item
+
+        async def aclose(self):
+            pass
+
+    async def scenario():
+        published: list[Caption] = []
+
+        async def frames():
+            for _ in range(50):
+                yield SimpleNamespace(duration=0.04)
+                await asyncio.sleep(0)
+
+        track = TrackCaptioner(identity="alice", track_sid="TR_a", frames=frames(),
+                               open_stream=lambda language: TimedStream(), publish=published.append)
+        track.start()
+        await asyncio.sleep(0.2)
+        await track.close()
+        return published
+
+    (final,) = asyncio.run(scenario())
+    assert final.final and final.lag == pytest.approx(1.0)

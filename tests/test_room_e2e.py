@@ -106,6 +106,7 @@ def test_dispatched_bot_captions_every_speaker_in_the_standard_wire_format(emula
         assert rec.attributes["lk.segment_id"].startswith("SG_")
         assert rec.attributes["lk.transcription_final"] in ("true", "false")
         assert rec.attributes["roomscribe.language"] == "en"
+        assert 0.0 <= float(rec.attributes["roomscribe.lag"]) < 15.0  # how far it trails the speech
 
     for who in clips:
         by_segment: dict[str, list] = {}

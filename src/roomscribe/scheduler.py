@@ -51,6 +51,11 @@ def shared_engine(model: str) -> Engine:
         return engine
 
 
+def all_workers() -> list[EngineWorker]:
+    with _workers_lock:
+        return list(_workers.values())
+
+
 def worker_for(engine: Engine) -> EngineWorker:
     """The worker thread that owns `engine`'s streams (one per engine, started on demand)."""
     with _workers_lock:
@@ -181,6 +186,7 @@ class EngineWorker:
             "decode_interval_scale": pace.interval_scale,
             "max_window_seconds": pace.max_window_seconds,
             "max_batch": self.engine.config.max_batch,
+            "stream_lags": {h.stream.id: round(h.lag, 3) for h in handles if h.stream is not None},
         }
 
     # -- the worker thread ----------------------------------------------------------

@@ -3,15 +3,19 @@
 Every room of a worker runs in the worker's process (thread executor) on one shared
 model, so load is known here exactly:
 
-    load = max(open caption tracks / max_tracks, share of the last 5 s the model was busy)
+    load = max(open caption tracks / max_tracks, share of the last 5 s the model was busy,
+               how far the scheduler has slowed streams down to keep lag bounded)
 
 `max_tracks` comes from `ROOMSCRIBE_MAX_TRACKS`, or is measured when the process starts:
 one batched decode of 6 s windows gives the model's cost per decode, so the number of
 people who can talk at once in real time (decoding every `min_chunk` seconds of speech).
 Silent and muted tracks cost no decoding, and in a meeting few talk at once, so a
-worker takes `TRACKS_PER_TALKER` tracks per concurrent talker. The busy share catches
-what that estimate misses. At `load_threshold` the worker reports itself full and the
-server sends new rooms to other workers.
+worker takes `TRACKS_PER_TALKER` tracks per concurrent talker (bench/concurrency.py:
+meetings of 32 participants, one or two talking at a time, stay at full speed on a
+2-core machine that measures 2.5 talkers here). The busy share and the slow-down level
+catch what that estimate misses: a worker that has had to slow its streams down reports
+itself nearly full (level 1) or full (level 2 and up), so the server sends new rooms
+to other workers while this one still keeps its lag bounded.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ logger = logging.getLogger("roomscribe.bot")
 
 CALIBRATION_BATCH = 4
 CALIBRATION_SECONDS = 6.0
-TRACKS_PER_TALKER = 4
+TRACKS_PER_TALKER = 8
+SLOWDOWN_LOAD = (0.0, 0.8, 0.95, 1.0)  # load reported at each slow-down level of the scheduler
 DECODE_EVERY = StreamConfig().min_chunk_seconds  # seconds of speech between decodes of a talker
 
 
@@ -74,10 +79,10 @@ class Capacity:
                             talkers, self.max_tracks)
         return self.max_tracks
 
-    def watch(self, busy_meter) -> None:
-        """Count the model's busy share (a `BusyMeter`) in the load."""
-        if busy_meter not in self._meters:
-            self._meters.append(busy_meter)
+    def watch(self, worker) -> None:
+        """Count a scheduler's (`EngineWorker`'s) busy share and slow-down level in the load."""
+        if worker not in self._meters:
+            self._meters.append(worker)
 
     def track_opened(self) -> None:
         with self._lock:
@@ -93,8 +98,10 @@ class Capacity:
 
     def load(self) -> float:
         tracks = self._open / self.max_tracks if self.max_tracks else 0.0
-        busy = max((m.fraction() for m in self._meters), default=0.0)
-        return min(1.0, max(tracks, busy))
+        busy = max((w.busy.fraction() for w in self._meters), default=0.0)
+        slowdown = max((SLOWDOWN_LOAD[min(w.governor.level, len(SLOWDOWN_LOAD) - 1)] for w in self._meters),
+                       default=0.0)
+        return min(1.0, max(tracks, busy, slowdown))
 
 
 PROCESS_CAPACITY = Capacity()

@@ -31,6 +31,7 @@ class Caption:
     language: str = ""
     start_time: float = 0.0  # seconds on the track's clock
     end_time: float = 0.0
+    lag: float | None = None  # seconds the caption trails the speaker's audio, when known
 
 
 CaptionSend = Callable[[Caption], Awaitable[None]]

@@ -28,6 +28,7 @@ logger = logging.getLogger("roomscribe.bot")
 
 ATTRIBUTE_LANGUAGE = "roomscribe.language"  # ours: the caption's language
 ATTRIBUTE_CAPTIONS = "roomscribe.captions"  # on the bot: "on" or "paused"
+ATTRIBUTE_LAG = "roomscribe.lag"  # ours: seconds the caption trails the speaker's audio
 SAMPLE_RATE = 16000
 FRAME_MS = 40  # 4x fewer Python wake-ups per track than the default 10 ms; the VAD steps 32 ms anyway
 
@@ -49,6 +50,8 @@ class LiveKitCaptionSender:
         }
         if caption.language:
             attributes[ATTRIBUTE_LANGUAGE] = caption.language
+        if caption.lag is not None:
+            attributes[ATTRIBUTE_LAG] = f"{caption.lag:.2f}"
         writer = await self._room.local_participant.stream_text(
             topic=TOPIC_TRANSCRIPTION, sender_identity=caption.identity, attributes=attributes)
         await writer.write(caption.text)

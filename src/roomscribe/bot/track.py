@@ -61,6 +61,7 @@ class TrackCaptioner:
         self._restart: asyncio.TimerHandle | None = None
         self._failures = 0
         self._closing = False
+        self._pushed: dict[int, float] = {}  # per open stream: seconds of audio given (its clock)
         self.restarts = 0
         self.frames_dropped = 0
 
@@ -122,6 +123,7 @@ class TrackCaptioner:
             return
         stream = self._open_stream(self._language)
         self._stream = stream
+        self._pushed[id(stream)] = 0.0
         task = asyncio.create_task(self._consume(stream), name=f"roomscribe.captions.{self.track_sid}")
         self._consumers.add(task)
         task.add_done_callback(self._consumers.discard)
@@ -134,6 +136,7 @@ class TrackCaptioner:
                 continue
             try:
                 stream.push_frame(frame)
+                self._pushed[id(stream)] += getattr(frame, "duration", 0.0)
             except RuntimeError:  # the stream failed and closed its input: a new one is on its way
                 self.frames_dropped += 1
 
@@ -141,7 +144,7 @@ class TrackCaptioner:
         opened = time.monotonic()
         try:
             async for event in stream:
-                self._on_event(event)
+                self._on_event(event, self._pushed.get(id(stream), 0.0))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one track's failure stays with that track
@@ -150,6 +153,7 @@ class TrackCaptioner:
                 self._stream = None
                 self._schedule_restart(time.monotonic() - opened)
         finally:
+            self._pushed.pop(id(stream), None)
             try:
                 await stream.aclose()
             except Exception:  # noqa: BLE001
@@ -166,7 +170,7 @@ class TrackCaptioner:
         logger.info("restarting captions of %s in %.1f s", self.identity, delay)
         self._restart = asyncio.get_running_loop().call_later(delay, self._open)
 
-    def _on_event(self, event: stt.SpeechEvent) -> None:
+    def _on_event(self, event: stt.SpeechEvent, pushed_seconds: float = 0.0) -> None:
         if event.type not in (stt.SpeechEventType.INTERIM_TRANSCRIPT, stt.SpeechEventType.FINAL_TRANSCRIPT):
             return
         if not event.alternatives or not event.alternatives[0].text.strip() or not event.request_id:
@@ -181,4 +185,6 @@ class TrackCaptioner:
             language=str(data.language or ""),
             start_time=float(data.start_time or 0.0),
             end_time=float(data.end_time or 0.0),
+            # Audio given to the stream minus the caption's end: the caption's own lag.
+            lag=max(0.0, pushed_seconds - data.end_time) if pushed_seconds and data.end_time else None,
         ))

@@ -46,7 +46,7 @@ def prewarm(proc: JobProcess) -> None:
     """Load the model once per process, and measure what it can serve."""
     engine = shared_engine(model_name())
     PROCESS_CAPACITY.calibrate(engine)
-    PROCESS_CAPACITY.watch(worker_for(engine).busy)
+    PROCESS_CAPACITY.watch(worker_for(engine))
     proc.userdata["engine"] = engine
 
 
@@ -136,6 +136,11 @@ def build_server(agent_name: str | None = None, **server_options) -> AgentServer
     if os.environ.get("ROOMSCRIBE_HEALTH_PORT"):
         server_options.setdefault("port", int(os.environ["ROOMSCRIBE_HEALTH_PORT"]))
     server_options.setdefault("load_threshold", float(os.environ.get("ROOMSCRIBE_LOAD_THRESHOLD", "0.9")))
+    if os.environ.get("ROOMSCRIBE_PROMETHEUS_PORT"):
+        from .metrics import register
+
+        register()
+        server_options.setdefault("prometheus_port", int(os.environ["ROOMSCRIBE_PROMETHEUS_PORT"]))
     server = AgentServer(setup_fnc=prewarm, load_fnc=load, **server_options)
     name = agent_name or os.environ.get("ROOMSCRIBE_AGENT_NAME", DEFAULT_AGENT_NAME)
     server.rtc_session(entrypoint, agent_name=name, on_request=on_request, on_session_end=on_session_end)

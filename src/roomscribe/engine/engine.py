@@ -26,6 +26,7 @@ class EngineConfig:
     threads: int = 0  # 0: all cores
     device: str = "cpu"
     max_batch: int = 8  # windows per model call; 1 switches batching off
+    ride_share: float | None = 0.5  # a stream not due yet joins a batch with this share of its interval
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
 
@@ -84,8 +85,8 @@ class Engine:
             return []
         shape = ready[0].request_shape(self.runner)
         same = [s for s in ready if s.request_shape(self.runner) == shape]
-        if len(same) < self.config.max_batch > 1:
-            riders = [s for s in streams if not s.ready() and s.can_ride()
+        if len(same) < self.config.max_batch > 1 and self.config.ride_share is not None:
+            riders = [s for s in streams if not s.ready() and s.can_ride(self.config.ride_share)
                       and s.request_shape(self.runner, early=True) == shape]
             same += sorted(riders, key=lambda s: -s.lag_seconds)
         tickets: list[tuple[SpeechStream, Ticket]] = []

@@ -207,17 +207,18 @@ class SpeechStream(Committing):
             return None
         if self._closing:
             return self._closing[0]
-        if self._active is not None and (self.ready() or (early and self.can_ride())):
+        if self._active is not None and (self.ready() or (early and self.can_ride(0.0))):
             return self._active
         return None
 
-    def can_ride(self) -> bool:
-        """Whether a decode before the stream's due time is worth a seat in a batch."""
+    def can_ride(self, share: float = 0.5) -> bool:
+        """Whether a decode before the stream's due time is worth a seat in a batch: it
+        has `share` of a decode interval's new speech."""
         utt = self._active
         if self._in_flight or utt is None:
             return False
-        step = int(self.config.min_chunk_seconds * SAMPLE_RATE)
-        return len(utt.window) >= step and len(utt.window) - utt.decoded_len >= step // 2
+        step = int(self.decode_interval * SAMPLE_RATE)
+        return len(utt.window) >= step and len(utt.window) - utt.decoded_len >= share * step
 
     def request_shape(self, runner, early: bool = False) -> tuple[int, int] | None:
         """The batch shape (`runner.shape`) of the request `next_request` would make."""

@@ -165,10 +165,14 @@ class WhisperRunner:
         prompts = [self._prompt(r, lang, ctx) for r, lang, ctx in zip(requests, languages, contexts)]
         max_new = [int(len(r.audio) / SAMPLE_RATE * self.options.max_tokens_per_second) + 8
                    for r in requests]
+        # One length limit for the whole call, from the shape alone, so that a row stops where
+        # it would alone: room for the committed prefix (4 tokens/s) and the new text.
+        seconds = frames / FRAMES_PER_SECOND
+        max_length = min(448, len(contexts[0]) + 5 + int(seconds * (self.options.max_tokens_per_second + 4)) + 8)
         generated = self.model.generate(
             encoded, prompts,
             beam_size=self.options.beam_size,
-            max_length=min(448, max(len(p) + m for p, m in zip(prompts, max_new))),
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=self.options.suppress_blank,
