@@ -33,7 +33,7 @@ import threading
 import time
 
 import numpy as np
-from common import load, machine, manifest, normalize, rss_mb, save, wer
+from common import load, machine, manifest, rss_mb, save, wer
 
 from roomscribe.stats import percentile  # noqa: E402
 
@@ -212,11 +212,13 @@ def child(shape: str, n: int, mode: str, seconds: float, policy: str, level: int
 
 
 def rss_slope(runs: list[dict]) -> float | None:
+    """MB of RSS per extra stream: the slope over N of each run's growth from its idle RSS
+    (taken after the model and the run's own audio are loaded) to its end."""
     if len(runs) < 2:
         return None
     ns = np.array([r["n"] for r in runs], float)
-    rss = np.array([r["rss_end_mb"] for r in runs], float)
-    return round(float(np.polyfit(ns, rss, 1)[0]), 2)
+    growth = np.array([r["rss_end_mb"] - r["rss_idle_mb"] for r in runs], float)
+    return round(float(np.polyfit(ns, growth, 1)[0]), 2)
 
 
 def main() -> None:

@@ -8,13 +8,7 @@ from __future__ import annotations
 import uuid
 
 from .events import Event, EventType, Word
-from .text import (
-    CJK_LANGUAGES,
-    character_groups,
-    ends_sentence,
-    join_words,
-    tokens_per_word,
-)
+from .text import CJK_LANGUAGES, character_groups, ends_sentence, join_words, tokens_per_word
 from .utterance import CommittedWord, Utterance
 from .whisper import SAMPLE_RATE
 

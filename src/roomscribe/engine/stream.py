@@ -18,10 +18,7 @@ from .events import Event, EventType, Word
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
 from .quality import QualityGate
-from .text import (
-    join_words,
-    tokens_to_words,
-)
+from .text import join_words, tokens_to_words
 from .utterance import Pace, Ticket, Utterance
 from .vad import SileroVAD, VadConfig, VadStream
 from .whisper import SAMPLE_RATE, DecodeRequest, DecodeResult
