@@ -277,3 +277,21 @@ def test_memory_and_state_stay_flat_over_a_long_stream(engine, eval_dir, manifes
         rss.append(_rss_mb())
     assert rss[2] - rss[0] < 10, rss
     assert stream.shed_seconds == 0.0
+
+
+def test_an_idle_worker_speeds_back_up_so_its_load_does_not_stay_full(engine):
+    worker = EngineWorker(engine, LagGovernor(GovernorConfig(relax_after=0.5)))
+    handle = worker.open(StreamConfig(language="en"), lambda h, item: True)
+    worker.governor.level = len(LEVELS) - 1  # left slowed down by a burst that is over
+    worker.push(handle, np.zeros(1600, np.float32))
+    deadline = time.monotonic() + 10
+    while worker.governor.level and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert worker.governor.level == 0  # relaxed while a silent stream stays open
+    worker.close(handle)
+    worker.governor.level = 2
+    worker.push(handle, np.zeros(1600, np.float32))  # wakes the thread: no streams, so no lag
+    deadline = time.monotonic() + 5
+    while worker.governor.level and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert worker.governor.level == 0

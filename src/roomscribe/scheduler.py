@@ -201,10 +201,11 @@ class EngineWorker:
                     self._deliver(handle, Failure(exc))
 
     def _iterate(self) -> None:
-        # Block only when no stream has decoding to do.
+        # Block only when no stream has decoding to do; while slowed down, wake up now and
+        # then, so the governor sees the calm and speeds up (the load reports it meanwhile).
         busy = any(h.stream.ready() for h in self._handles)
         try:
-            command = self._commands.get(block=not busy)
+            command = self._commands.get(block=not busy, timeout=1.0 if self.governor.level else None)
         except queue.Empty:
             command = None
         while command is not None:  # take every queued command before the next model call
@@ -221,6 +222,9 @@ class EngineWorker:
 
     def _pace(self) -> None:
         """Measure every stream's lag and let the governor set the pace."""
+        if not self._handles:
+            self.governor.reset()  # nobody to be behind on
+            return
         worst_overdue = 0.0
         for handle in self._handles:
             stream = handle.stream

@@ -46,6 +46,10 @@ class LagGovernor:
         """At the slowest level: nothing is left to give up but lag."""
         return self.level == len(self.levels) - 1
 
+    def reset(self) -> None:
+        self.level = 0
+        self._changed_at = self._calm_since = None
+
     def update(self, worst_overdue: float, now: float) -> Pace:
         cfg = self.config
         if worst_overdue > cfg.raise_overdue:
