@@ -110,6 +110,9 @@ def loop_delivery(loop: asyncio.AbstractEventLoop,
 
 
 _OPEN, _PUSH, _END, _CLOSE = "open", "push", "end", "close"
+# Lags are measured and the pace set at most this often: the loop turns for every pushed
+# frame, and with dozens of tracks measuring each time would cost more than it tells.
+PACE_EVERY = 0.1
 
 
 class BusyMeter:
@@ -139,6 +142,7 @@ class EngineWorker:
         self.engine = engine
         self.busy = BusyMeter()
         self.governor = governor or LagGovernor()
+        self._paced_at = 0.0
         self._commands: queue.SimpleQueue[tuple[str, StreamHandle, Any]] = queue.SimpleQueue()
         self._handles: list[StreamHandle] = []
         self._thread = threading.Thread(target=self._loop, name="roomscribe-engine", daemon=True)
@@ -214,7 +218,10 @@ class EngineWorker:
                 command = self._commands.get_nowait()
             except queue.Empty:
                 command = None
-        self._pace()
+        now = time.monotonic()
+        if now - self._paced_at >= PACE_EVERY:
+            self._paced_at = now
+            self._pace()
         self._step()
         for handle in [h for h in self._handles if h.ending and not h.stream.ready()]:
             self._handles.remove(handle)
