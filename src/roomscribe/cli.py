@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomscribe", description="Real-time captions for rooms and files.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{transcribe,start,dev,connect}")
+                                metavar="{serve,transcribe,start,dev,connect}")
+    _add_serve(sub)
     # The LiveKit commands are parsed by livekit-agents; listed here for --help only.
     sub.add_parser("start", help="caption LiveKit rooms dispatched to agent 'roomscribe' (LIVEKIT_URL, ...)")
     sub.add_parser("dev", help="like start, with debug logs")
@@ -45,8 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beam-size", type=int, default=1, help="offline beam size (default 1)")
     t.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
                    help="translate: any language to English (Whisper's own translation)")
+    t.add_argument("--server", metavar="URL",
+                   help="transcribe on a running `roomscribe serve` (e.g. http://127.0.0.1:8000) instead of "
+                        "loading the model here; ROOMSCRIBE_API_KEY is sent as its key")
     _add_engine_options(t)
     return parser
+
+
+def _add_serve(sub) -> None:
+    s = sub.add_parser("serve", help="serve the caption page, the /asr WebSocket and file transcription "
+                                     "(no LiveKit server needed)")
+    s.add_argument("--host", default=os.environ.get("ROOMSCRIBE_HOST", "127.0.0.1"),
+                   help="address to listen on (default 127.0.0.1; anything else needs ROOMSCRIBE_API_KEY)")
+    s.add_argument("--port", type=int, default=int(os.environ.get("ROOMSCRIBE_PORT", "8000")))
+    s.add_argument("--certfile", help="TLS certificate (PEM): serve https, which browsers need for the "
+                                      "microphone beyond localhost")
+    s.add_argument("--keyfile", help="TLS private key (PEM)")
+    s.add_argument("--no-auth", action="store_true",
+                   help="allow a non-loopback --host without ROOMSCRIBE_API_KEY (anyone on the network may use it)")
+    s.add_argument("--policy", default="localagreement", choices=["localagreement", "alignatt"],
+                   help="default streaming policy (clients may choose per stream)")
+    s.add_argument("--max-upload-mb", type=float, default=200.0, help="largest file upload (default 200)")
+    s.add_argument("--max-file-minutes", type=float, default=180.0, help="longest file (default 180)")
+    s.add_argument("--max-live-streams", type=int, default=64,
+                   help="speakers streaming at once, page and /asr together (default 64)")
+    _add_engine_options(s)
 
 
 LIVEKIT_COMMANDS = ("start", "dev", "connect", "download-files")
@@ -62,12 +86,44 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "transcribe":
             return _transcribe(args)
+        if args.command == "serve":
+            return _serve(args)
     except BrokenPipeError:  # output closed early (e.g. piped into head)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
         return 130
     return EXIT_BAD_INPUT
+
+
+def _serve(args) -> int:
+    from .engine import Engine, EngineConfig, ModelNotFoundError
+    from .scheduler import worker_for
+    from .web.app import ConfigError, ServerConfig, check_exposure, run
+
+    config = ServerConfig(host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile,
+                          api_key=os.environ.get("ROOMSCRIBE_API_KEY") or None, policy=args.policy,
+                          language=args.language, max_upload_mb=args.max_upload_mb,
+                          max_file_minutes=args.max_file_minutes, max_live_streams=args.max_live_streams)
+    try:
+        for warning in check_exposure(config, allow_no_auth=args.no_auth):
+            print(f"roomscribe: warning: {warning}", file=sys.stderr)
+        if args.language:
+            from .live import whisper_language
+
+            config.language = whisper_language(args.language)
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    logging.getLogger("roomscribe").setLevel(logging.INFO)
+    try:
+        engine = Engine(EngineConfig(model=args.model, compute_type=args.compute_type, threads=args.threads))
+    except ModelNotFoundError as exc:
+        return _fail(str(exc), EXIT_NO_MODEL)
+    try:
+        run(config, worker_for(engine))
+    except OSError as exc:  # port taken, certificate unreadable, ...
+        return _fail(f"cannot serve on {args.host}:{args.port}: {exc}", EXIT_BAD_INPUT)
+    return 0
 
 
 def _fail(message: str, code: int) -> int:
@@ -77,6 +133,11 @@ def _fail(message: str, code: int) -> int:
 
 def _transcribe(args) -> int:
     from .audio import AudioFileError, load_audio
+
+    if args.server:
+        from .remote import transcribe_remote
+
+        return transcribe_remote(args)
     from .engine import Engine, EngineConfig, ModelNotFoundError
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class OfflineSegment:
     end: float
     text: str
     words: list[dict]
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
 
 
 @dataclass
@@ -113,19 +117,30 @@ class Engine:
         return events
 
     def transcribe(self, audio: np.ndarray, language: str | None = None, beam_size: int = 1,
-                   task: str = "transcribe", progress=None) -> OfflineTranscript:
-        """Whole-file transcription (faster-whisper's long-form path, VAD-filtered)."""
+                   task: str = "transcribe", progress=None, lock=None, cancelled=None,
+                   initial_prompt: str | None = None) -> OfflineTranscript:
+        """Whole-file transcription (faster-whisper's long-form path, VAD-filtered).
+        `lock` is held around each model step only, so live streams sharing the model get
+        their turns between a long file's windows; `cancelled()` true stops early."""
         started = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
-        segments_iter, info = self.runner.fw_model.transcribe(
-            audio, language=language, task=task, beam_size=beam_size, vad_filter=True,
-            word_timestamps=True, condition_on_previous_text=True)
+        lock = lock if lock is not None else contextlib.nullcontext()
+        with lock:
+            segments_iter, info = self.runner.fw_model.transcribe(
+                audio, language=language, task=task, beam_size=beam_size, vad_filter=True,
+                word_timestamps=True, condition_on_previous_text=True, initial_prompt=initial_prompt or None)
         segments: list[OfflineSegment] = []
-        for seg in segments_iter:
+        while cancelled is None or not cancelled():
+            with lock:
+                seg = next(segments_iter, None)
+            if seg is None:
+                break
             words = [{"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3),
                       "probability": round(w.probability, 3)} for w in (seg.words or [])]
             segments.append(OfflineSegment(round(seg.start, 3), round(seg.end, 3),
-                                           tidy_text(seg.text, info.language), words))
+                                           tidy_text(seg.text, info.language), words,
+                                           round(seg.avg_logprob, 4), round(seg.compression_ratio, 4),
+                                           round(seg.no_speech_prob, 4)))
             if progress is not None:
                 progress(min(seg.end, duration), duration)
         return OfflineTranscript(info.language, float(info.language_probability), duration,

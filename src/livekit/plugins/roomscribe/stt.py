@@ -140,11 +140,7 @@ class STT(stt.STT):
                                    alternatives=[data])
         engine = await self._get_engine()
 
-        def transcribe():
-            with MODEL_LOCK:
-                return engine.transcribe(audio, language=lang)
-
-        result = await asyncio.to_thread(transcribe)
+        result = await asyncio.to_thread(engine.transcribe, audio, language=lang, lock=MODEL_LOCK)
         words = [TimedString(w["word"], start_time=w["start"], end_time=w["end"], confidence=w["probability"])
                  for seg in result.segments for w in seg.words]
         data = stt.SpeechData(

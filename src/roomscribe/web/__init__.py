@@ -1,0 +1,1 @@
+"""The embedded server (`roomscribe serve`): caption page, WebSocket API, file transcription."""

@@ -1,0 +1,240 @@
+"""`/asr`: the WebSocket streaming API, compatible with WhisperLiveKit's.
+
+Query options: `language` (a Whisper code or `auto`), `policy` (`localagreement` or
+`alignatt`), `mode` (`full`: the whole state on every update; `diff`: a snapshot, then
+new lines only) and `input` (`pcm`, `encoded`; by default the first bytes decide).
+
+The client sends binary frames: PCM s16le 16 kHz mono, or a compressed stream (WebM/Opus
+from MediaRecorder, Ogg, MP4 ...); an empty frame ends the audio. The server sends
+`{"type": "config", ...}` first, then updates with `lines`, `buffer_transcription`,
+`remaining_time_transcription` ..., and `{"type": "ready_to_stop"}` once everything is
+transcribed. JSON text frames: `{"type": "set_language", "language": "ko"}`, `{"type": "stop"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+
+from ..engine import Event
+from ..live import Line, LiveSpeaker, Transcript, whisper_language
+from .app import dumps, json_error, stream_config
+from .stream_decoder import StreamDecoder
+
+logger = logging.getLogger("roomscribe.web")
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0.0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _line(line: Line) -> dict:
+    out = {"speaker": 1, "text": line.text, "start": _clock(line.start), "end": _clock(line.end)}
+    if line.language:
+        out["detected_language"] = line.language
+    return out
+
+
+class AsrSession:
+    def __init__(self, ws: web.WebSocketResponse, speaker_factory, mode: str, input_kind: str):
+        self.ws = ws
+        self.mode = mode
+        self.input_kind = input_kind
+        self.transcript = Transcript()
+        self.speaker: LiveSpeaker = speaker_factory(self.transcript, self._on_event)
+        self.heard_speech = False
+        self.decoder: StreamDecoder | None = None
+        self.decoder_done = asyncio.Event()
+        self.decoder_error: str | None = None
+        self._odd = b""
+        self.finished = False  # everything given has been transcribed
+        self._seq = 0
+        self._sent_lines = 0
+        self._update_pending = False
+        self.loop = asyncio.get_running_loop()
+
+    # -- audio in -------------------------------------------------------------------
+    def audio(self, data: bytes) -> None:
+        if self.decoder is None and self.input_kind != "pcm" and (self.input_kind == "encoded" or _looks_encoded(data)):
+            self.decoder = StreamDecoder(data[:16], self._decoded, self._decoder_done)
+        if self.decoder is not None:
+            self.decoder.feed(data)
+            return
+        data = self._odd + data
+        usable = len(data) - len(data) % 2
+        self._odd = data[usable:]
+        if usable:
+            self.speaker.push(np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0)
+
+    def _decoded(self, samples: np.ndarray) -> None:  # decoder thread
+        self.loop.call_soon_threadsafe(self.speaker.push, samples)
+
+    def _decoder_done(self, error: str | None) -> None:  # decoder thread
+        def done():
+            self.decoder_error = error
+            self.decoder_done.set()
+        self.loop.call_soon_threadsafe(done)
+
+    async def end_of_audio(self) -> None:
+        if self.decoder is not None:
+            self.decoder.end()
+            await self.decoder_done.wait()
+        await self.speaker.finish()
+        self.finished = True
+        await self._send_update()
+
+    # -- updates out ----------------------------------------------------------------
+    def _on_event(self, speaker: LiveSpeaker, event: Event, line: Line | None) -> None:
+        if line is not None:
+            self.heard_speech = True
+        if not self._update_pending:  # one update for all events of one model call
+            self._update_pending = True
+            self.loop.call_soon(lambda: asyncio.ensure_future(self._send_update()))
+
+    def state(self) -> dict:
+        lines = list(self.transcript.lines.values())
+        if self.mode == "diff":  # lines only ever appended: an open segment stays in the buffer
+            done = [line for line in lines if line.closed and line.text]
+            buffer = " ".join(f"{line.text}{line.tail}".strip() for line in lines if not line.closed)
+        else:
+            done = [line for line in lines if line.text]
+            buffer = "".join(line.tail for line in lines if not line.closed).strip()
+        return {
+            "status": "active_transcription" if self.heard_speech else "no_audio_detected",
+            "lines": [_line(line) for line in done],
+            "buffer_transcription": buffer,
+            "buffer_diarization": "",
+            "buffer_translation": "",
+            "remaining_time_transcription": 0.0 if self.finished else
+            round(max(self.speaker.lag, self.speaker.queued_seconds), 2),
+            "remaining_time_diarization": 0.0,
+        }
+
+    async def _send_update(self) -> None:
+        self._update_pending = False
+        if self.ws.closed:
+            return
+        state = self.state()
+        if self.mode == "diff":
+            self._seq += 1
+            lines = state.pop("lines")
+            if self._seq == 1:
+                state = {"type": "snapshot", "seq": 1, **state, "lines": lines}
+            else:
+                state = {"type": "diff", "seq": self._seq, **state, "n_lines": len(lines)}
+                if len(lines) > self._sent_lines:
+                    state["new_lines"] = lines[self._sent_lines:]
+            self._sent_lines = len(lines)
+        try:
+            await self.ws.send_str(dumps(state))
+        except (ConnectionResetError, RuntimeError):
+            pass  # the client went away; the handler cleans up
+
+    async def send(self, message: dict) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(dumps(message))
+
+
+def _looks_encoded(data: bytes) -> bool:
+    from ..audio import sniff_format
+
+    return sniff_format(data[:16]) is not None
+
+
+async def asr_socket(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    query = request.query
+    mode = query.get("mode", "full")
+    input_kind = query.get("input", "auto")
+    try:
+        config = stream_config(app["config"], query.get("language"), query.get("policy"))
+        if mode not in ("full", "diff"):
+            raise ValueError("mode is full or diff")
+        if input_kind not in ("auto", "pcm", "encoded"):
+            raise ValueError("input is auto, pcm or encoded")
+    except ValueError as exc:
+        return json_error(400, str(exc))
+    if app["sessions"].speakers() + len(app["asr_connections"]) >= app["config"].max_live_streams:
+        return json_error(503, "the server is at its limit of live streams; try again later")
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
+    if not ws.can_prepare(request).ok:
+        return json_error(426, "/asr is a WebSocket endpoint")
+    await ws.prepare(request)
+    app["asr_connections"].add(ws)
+
+    def open_speaker(transcript, on_event):
+        return LiveSpeaker(app["worker"], config, name="speaker", transcript=transcript, on_event=on_event)
+
+    session = AsrSession(ws, open_speaker, mode, input_kind)
+    ended = False
+    try:
+        await session.send({"type": "config", "useAudioWorklet": input_kind != "encoded", "mode": mode})
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                if not msg.data:
+                    ended = True
+                    break
+                try:
+                    session.audio(msg.data)
+                except ValueError as exc:
+                    await session.send({"error": str(exc)})
+                    await ws.close(code=1003, message=b"unsupported audio")
+                    break
+                if session.decoder_done.is_set() and session.decoder_error:
+                    break
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                if _control(session, msg.data) == "stop":
+                    ended = True
+                    break
+                await _reply_control(session, msg.data)
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                logger.info("/asr connection error: %s", ws.exception())
+                break
+        if session.decoder_error:
+            await session.send({"error": session.decoder_error})
+            await ws.close(code=1007, message=b"undecodable audio")
+        elif ended and not ws.closed:
+            await session.end_of_audio()
+            await session.send({"type": "ready_to_stop"})
+    finally:
+        if not ended or session.decoder_error:
+            session.speaker.close()  # the client is gone: nobody to caption for
+            if session.decoder is not None:
+                session.decoder.end()
+        app["asr_connections"].discard(ws)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+def _parse(text: str) -> dict:
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ValueError("a text message is a JSON object with a 'type'")
+    return data
+
+
+def _control(session: AsrSession, text: str) -> str | None:
+    try:
+        return "stop" if _parse(text)["type"] == "stop" else None
+    except ValueError:
+        return None
+
+
+async def _reply_control(session: AsrSession, text: str) -> None:
+    try:
+        data = _parse(text)
+        if data["type"] == "set_language":
+            session.speaker.set_language(whisper_language(data.get("language")))
+            return
+        raise ValueError(f"unknown message type {data['type']!r} (known: set_language, stop)")
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        await session.send({"error": f"bad message: {exc}"})

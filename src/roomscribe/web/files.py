@@ -1,0 +1,230 @@
+"""File transcription over HTTP: `POST /transcribe` and OpenAI's `POST /v1/audio/transcriptions`.
+
+Files take the shared model between live streams' calls (the model lock is held per
+window), one file at a time by default with a short queue; a full queue is a 503.
+`/transcribe?progress=true` (or `Accept: application/x-ndjson`) streams progress lines
+before the result, for long files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from dataclasses import asdict
+
+from aiohttp import web
+
+from ..audio import AudioFileError, TooLongError, UnsupportedFormatError, load_audio
+from ..engine import OfflineTranscript
+from ..formats import Cue, render
+from ..scheduler import MODEL_LOCK
+from .app import dumps, json_error
+
+CHUNK = 256 * 1024
+MAX_FIELD_BYTES = 4096
+OPENAI_FORMATS = ("json", "verbose_json", "text", "srt", "vtt")
+PROGRESS_EVERY = 0.5  # seconds between progress lines
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class FileJobs:
+    def __init__(self, worker, config):
+        self.worker = worker
+        self.config = config
+        self._slots = asyncio.Semaphore(config.max_file_jobs)
+        self.running = 0
+        self.waiting = 0
+        self.done = 0
+
+    def status(self) -> dict:
+        return {"running": self.running, "queued": self.waiting, "done": self.done}
+
+    async def run(self, audio, language, prompt, progress=None) -> OfflineTranscript:
+        if self.waiting >= self.config.max_queued_files:
+            raise RequestError(503, "too many files waiting; try again later")
+        cancel = threading.Event()
+        self.waiting += 1
+        queued = True
+        try:
+            async with self._slots:
+                self.waiting -= 1
+                queued = False
+                self.running += 1
+                try:
+                    return await asyncio.to_thread(
+                        self.worker.engine.transcribe, audio, language=language, initial_prompt=prompt,
+                        progress=progress, lock=MODEL_LOCK, cancelled=cancel.is_set)
+                finally:
+                    self.running -= 1
+                    self.done += 1
+        except BaseException:
+            cancel.set()  # the client is gone: stop at the next window
+            raise
+        finally:
+            if queued:
+                self.waiting -= 1
+
+
+async def read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, str, dict[str, str]]:
+    """The uploaded file (multipart field `file`, or a raw audio body), its name and the
+    other form fields. Reading stops at `max_bytes`."""
+    kind = request.content_type
+    if kind == "multipart/form-data":
+        try:
+            reader = await request.multipart()
+        except (ValueError, AssertionError) as exc:
+            raise RequestError(400, f"malformed multipart body: {exc}") from None
+        data, name, fields = None, "upload", {}
+        while True:
+            try:
+                part = await reader.next()
+            except (ValueError, AssertionError) as exc:
+                raise RequestError(400, f"malformed multipart body: {exc}") from None
+            if part is None:
+                break
+            if part.name == "file":
+                name = part.filename or name
+                data = await _read_limited(part, max_bytes)
+            elif part.name:
+                value = await _read_limited(part, MAX_FIELD_BYTES)
+                fields[part.name] = value.decode("utf-8", "replace")
+        if data is None:
+            raise RequestError(400, "no file: send the audio in a multipart field named 'file'")
+        return data, name, fields
+    if kind.startswith(("audio/", "video/")) or kind == "application/octet-stream":
+        return await _read_limited(request.content, max_bytes), "upload", dict(request.query)
+    raise RequestError(415, f"unsupported content type {kind or 'none'}: send multipart/form-data with a "
+                            "'file' field, or the audio itself with an audio/* content type")
+
+
+async def _read_limited(source, max_bytes: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        chunk = await source.read_chunk(CHUNK) if hasattr(source, "read_chunk") else await source.read(CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise RequestError(413, f"upload larger than the limit of {max_bytes / 1024 ** 2:g} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _decode(request: web.Request, data: bytes, name: str):
+    config = request.app["config"]
+    try:
+        return await asyncio.to_thread(load_audio, data, max_seconds=config.max_file_minutes * 60, name=name,
+                                       untrusted=True)
+    except UnsupportedFormatError as exc:
+        raise RequestError(415, str(exc)) from None
+    except TooLongError as exc:
+        raise RequestError(413, str(exc)) from None
+    except AudioFileError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+def _language(fields: dict[str, str]) -> str | None:
+    from ..live import whisper_language
+
+    try:
+        return whisper_language(fields.get("language"))
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+def document(result: OfflineTranscript) -> dict:
+    return {"language": result.language, "language_probability": round(result.language_probability, 3),
+            "duration": round(result.duration, 3), "processing_time": round(result.processing_time, 3),
+            "text": result.text, "segments": [{"id": i, **asdict(s)} for i, s in enumerate(result.segments)]}
+
+
+async def transcribe_upload(request: web.Request) -> web.StreamResponse:
+    """Our own file endpoint: segments, words, language, processing_time."""
+    config = request.app["config"]
+    try:
+        data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024 ** 2))
+        fields = {**request.query, **fields}
+        language = _language(fields)
+        audio = await _decode(request, data, name)
+        del data
+        if fields.get("progress", "").lower() in ("1", "true", "yes") or \
+                "application/x-ndjson" in request.headers.get("Accept", ""):
+            return await _with_progress(request, audio, language, fields.get("prompt"))
+        result = await request.app["files"].run(audio, language, fields.get("prompt"))
+    except RequestError as exc:
+        return json_error(exc.status, str(exc))
+    return web.json_response(document(result), dumps=dumps)
+
+
+async def _with_progress(request: web.Request, audio, language, prompt) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[dict] = asyncio.Queue()
+    last = [0.0]
+
+    def progress(done: float, total: float) -> None:  # worker thread
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY:
+            last[0] = now
+            loop.call_soon_threadsafe(lines.put_nowait, {"type": "progress", "done": round(done, 1),
+                                                         "total": round(total, 1)})
+
+    total = round(len(audio) / 16000, 1)
+    await response.write((dumps({"type": "progress", "done": 0.0, "total": total}) + "\n").encode())
+    job = asyncio.ensure_future(request.app["files"].run(audio, language, prompt, progress))
+    try:
+        while not job.done():
+            getter = asyncio.ensure_future(lines.get())
+            await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                await response.write((dumps(getter.result()) + "\n").encode())
+            else:
+                getter.cancel()
+        try:
+            out = {"type": "result", **document(job.result())}
+        except RequestError as exc:
+            out = {"type": "error", "error": {"message": str(exc), "code": exc.status}}
+        await response.write((dumps(out) + "\n").encode())
+        await response.write_eof()
+    finally:
+        job.cancel()  # the client went away mid-file: stop transcribing for it
+    return response
+
+
+async def openai_transcriptions(request: web.Request) -> web.Response:
+    """OpenAI-compatible: form fields file, model (any), language, prompt, response_format."""
+    config = request.app["config"]
+    try:
+        data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024 ** 2))
+        fmt = fields.get("response_format", "json")
+        if fmt not in OPENAI_FORMATS:
+            raise RequestError(400, f"response_format is one of {', '.join(OPENAI_FORMATS)}")
+        language = _language(fields)
+        audio = await _decode(request, data, name)
+        del data
+        result = await request.app["files"].run(audio, language, fields.get("prompt"))
+    except RequestError as exc:
+        return json_error(exc.status, str(exc))
+    usage = {"type": "duration", "seconds": math.ceil(result.duration)}
+    if fmt == "json":
+        return web.json_response({"text": result.text, "usage": usage}, dumps=dumps)
+    if fmt == "verbose_json":
+        segments = [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
+                     "temperature": 0.0, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
+                     "no_speech_prob": s.no_speech_prob} for i, s in enumerate(result.segments)]
+        words = [{"word": w["word"], "start": w["start"], "end": w["end"]} for s in result.segments for w in s.words]
+        return web.json_response({"task": "transcribe", "language": result.language,
+                                  "duration": round(result.duration, 3), "text": result.text,
+                                  "segments": segments, "words": words, "usage": usage}, dumps=dumps)
+    cues = [Cue(s.start, s.end, s.text) for s in result.segments]
+    body = render(cues, fmt) if fmt != "text" else result.text + "\n"
+    kinds = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
+    return web.Response(text=body, content_type=kinds[fmt], charset="utf-8")

@@ -1,0 +1,180 @@
+// The roomscribe caption page: the microphone goes to the server over WebRTC (WHIP-style
+// offer/answer on /whip); captions come back on the data channel. Interims update in place,
+// finals stay. window.roomscribe keeps a log of what arrived when (for measurements).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const state = { pc: null, channel: null, participant: null, session: null, lines: new Map(), stream: null };
+window.roomscribe = { log: [], captureStartedAt: null, state };
+
+const key = params.get("key") || sessionStorage.getItem("roomscribe-key") || "";
+if (key) sessionStorage.setItem("roomscribe-key", key);
+const authHeaders = () => (key ? { Authorization: `Bearer ${key}` } : {});
+
+$("session").value = params.get("session") || Math.random().toString(36).slice(2, 10);
+$("name").value = params.get("name") || localStorage.getItem("roomscribe-name") || "";
+if (params.get("language")) $("language").value = params.get("language");
+if (params.get("policy")) $("policy").value = params.get("policy");
+updateShare();
+$("session").addEventListener("input", updateShare);
+
+function updateShare() {
+  const url = new URL(location.href);
+  url.search = "";
+  url.searchParams.set("session", $("session").value);
+  $("share").href = url.toString();
+  $("share").textContent = url.toString();
+}
+
+function setStatus(text) { $("status").textContent = text; }
+function showError(text) { $("error").textContent = text || ""; }
+
+async function start() {
+  showError("");
+  $("start").disabled = true;
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: true, channelCount: 1 },
+    });
+    window.roomscribe.captureStartedAt = Date.now();
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    state.pc = pc;
+    for (const track of state.stream.getAudioTracks()) pc.addTransceiver(track, { direction: "sendonly" });
+    const channel = pc.createDataChannel("captions");
+    state.channel = channel;
+    channel.onmessage = (e) => onMessage(JSON.parse(e.data));
+    pc.onconnectionstatechange = () => {
+      setStatus(pc.connectionState);
+      if (pc.connectionState === "failed") showError("connection to the server failed");
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc);
+    const query = new URLSearchParams({
+      session: $("session").value, name: $("name").value,
+      language: $("language").value, policy: $("policy").value,
+    });
+    const response = await fetch(`/whip?${query}`, {
+      method: "POST", body: pc.localDescription.sdp,
+      headers: { "Content-Type": "application/sdp", ...authHeaders() },
+    });
+    if (!response.ok) throw new Error(await errorText(response));
+    state.resource = response.headers.get("Location");
+    await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+    localStorage.setItem("roomscribe-name", $("name").value);
+    history.replaceState(null, "", $("share").href + (key ? `&key=${encodeURIComponent(key)}` : ""));
+    $("stop").disabled = false;
+    setStatus("connecting…");
+  } catch (err) {
+    showError(String(err.message || err));
+    await stop();
+  }
+}
+
+function iceGathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 3000); // whatever candidates we have by then
+  });
+}
+
+async function errorText(response) {
+  try { return (await response.json()).error.message; } catch { return `${response.status} ${response.statusText}`; }
+}
+
+async function stop() {
+  if (state.resource) {
+    fetch(state.resource, { method: "DELETE", headers: authHeaders() }).catch(() => {});
+    state.resource = null;
+  }
+  if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+  // Keep the channel open a little: the last sentence's final is still on its way.
+  const pc = state.pc;
+  state.pc = null;
+  setTimeout(() => pc && pc.close(), 5000);
+  $("start").disabled = false;
+  $("stop").disabled = true;
+  setStatus("stopped");
+}
+
+function onMessage(msg) {
+  window.roomscribe.log.push({ at: Date.now(), msg });
+  if (msg.type === "welcome") {
+    state.participant = msg.participant;
+    state.session = msg.session;
+    setStatus(`connected as ${msg.name}`);
+  } else if (msg.type === "history") {
+    for (const line of msg.lines) {
+      renderLine({ ...line, final: true, tail: "", participant: null });
+    }
+  } else if (msg.type === "caption") {
+    renderLine(msg);
+    if (msg.participant === state.participant) showLag(msg.lag);
+  } else if (msg.type === "participants") {
+    const box = $("participants");
+    box.replaceChildren(...msg.participants.map((p) => {
+      const el = document.createElement("span");
+      el.className = `who c${p.color}`;
+      el.textContent = p.name + (p.id === state.participant ? " (you)" : "");
+      return el;
+    }));
+  } else if (msg.type === "error") {
+    showError(msg.message);
+  }
+}
+
+function renderLine(msg) {
+  let el = state.lines.get(msg.segment_id);
+  const box = $("transcript");
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  if (!el) {
+    el = document.createElement("div");
+    el.className = `line c${msg.color}`;
+    el.dataset.start = msg.start;
+    const who = document.createElement("span");
+    who.className = "speaker";
+    who.textContent = msg.speaker;
+    el.append(who, document.createElement("span"), " ", document.createElement("span"));
+    el.children[1].className = "text";
+    el.children[2].className = "tail";
+    state.lines.set(msg.segment_id, el);
+    box.append(el);
+  }
+  el.querySelector(".text").textContent = msg.text;
+  el.querySelector(".tail").textContent = msg.tail || "";
+  el.classList.toggle("final", !!msg.final);
+  if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+function showLag(lag) {
+  const el = $("lag");
+  el.textContent = `lag ${lag.toFixed(1)} s`;
+  el.className = "lag " + (lag < 2 ? "good" : lag < 5 ? "slow" : "bad");
+}
+
+$("language").addEventListener("change", () => {
+  if (state.channel && state.channel.readyState === "open") {
+    state.channel.send(JSON.stringify({ type: "set_language", language: $("language").value }));
+  }
+});
+
+for (const button of document.querySelectorAll("footer button[data-format]")) {
+  button.addEventListener("click", async () => {
+    const fmt = button.dataset.format;
+    const sid = state.session || $("session").value;
+    const response = await fetch(`/sessions/${encodeURIComponent(sid)}/transcript?format=${fmt}`,
+      { headers: authHeaders() });
+    if (!response.ok) { showError(await errorText(response)); return; }
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = `roomscribe-${sid}.${fmt}`;
+    link.click();
+    URL.revokeObjectURL(link.href);
+  });
+}
+
+$("start").addEventListener("click", start);
+$("stop").addEventListener("click", stop);
+if (params.get("autostart") === "1") start();

@@ -1,0 +1,172 @@
+"""The page's WebRTC door (aiortc): WHIP-style offer/answer over HTTP, the microphone's
+audio into the participant's speech stream, captions back on the data channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import av
+import numpy as np
+from aiohttp import web
+
+from .app import dumps, json_error, stream_config
+from .sessions import Participant
+
+logger = logging.getLogger("roomscribe.web")
+
+MAX_SDP_BYTES = 64 * 1024
+PUSH_SAMPLES = 640  # 40 ms at 16 kHz: fewer, larger pushes cost the scheduler less
+
+
+def add_routes(app: web.Application) -> None:
+    app["peers"] = {}
+    app.router.add_post("/whip", offer)
+    app.router.add_delete("/whip/{participant}", hang_up)
+    app.router.add_get("/sessions/{session}/transcript", transcript)
+
+
+async def offer(request: web.Request) -> web.Response:
+    """POST an SDP offer (application/sdp) with ?session=&name=&language=&policy=; the
+    answer comes back (201, application/sdp) with the participant in `Location`."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    app = request.app
+    if request.content_type != "application/sdp":
+        return json_error(415, "send the SDP offer with Content-Type: application/sdp")
+    body = await request.content.read(MAX_SDP_BYTES + 1)
+    if len(body) > MAX_SDP_BYTES:
+        return json_error(413, "SDP offer too large")
+    sdp = body.decode("utf-8", "replace")
+    if "m=audio" not in sdp:
+        return json_error(400, "the offer has no audio (m=audio) section")
+    try:
+        config = stream_config(app["config"], request.query.get("language"), request.query.get("policy"))
+        session = app["sessions"].open(request.query.get("session"))
+    except ValueError as exc:
+        return json_error(400, str(exc))
+    except LookupError as exc:
+        return json_error(503, str(exc))
+    if app["sessions"].speakers() + len(app["asr_connections"]) >= app["config"].max_live_streams:
+        return json_error(503, "the server is at its limit of live streams; try again later")
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: host candidates only
+    participant = session.join(request.query.get("name"))
+    app["peers"][participant.id] = participant
+
+    async def close_transport() -> None:
+        app["peers"].pop(participant.id, None)
+        await pc.close()
+    participant.close_transport = close_transport
+
+    @pc.on("datachannel")
+    def on_datachannel(channel) -> None:
+        def send(message: dict) -> None:
+            if channel.readyState == "open":
+                channel.send(dumps(message))
+        participant.send = send
+        send({"type": "welcome", "session": session.id, "participant": participant.id,
+              "name": participant.name, "color": participant.color})
+        send(session.history())
+        session.broadcast({"type": "participants", "participants": session.roster()})
+
+        @channel.on("message")
+        def on_message(message) -> None:
+            _control(participant, message)
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        if track.kind != "audio" or participant.speaker is not None:
+            return
+        speaker = participant.start_speaking(app["worker"], config)
+        asyncio.ensure_future(_pump(track, participant, speaker))
+
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        if pc.connectionState in ("failed", "closed"):
+            await participant.leave()
+
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as exc:  # noqa: BLE001 - a malformed offer is the client's error
+        await participant.leave()
+        return json_error(400, f"could not use the SDP offer: {exc}")
+    return web.Response(status=201, body=pc.localDescription.sdp.encode(), content_type="application/sdp",
+                        headers={"Location": f"/whip/{participant.id}", "X-Session": session.id,
+                                 "X-Participant": participant.id})
+
+
+async def _pump(track, participant: Participant, speaker) -> None:
+    """The microphone's frames (48 kHz Opus, decoded by aiortc) as 16 kHz mono samples."""
+    from aiortc.mediastreams import MediaStreamError
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+    pending: list[np.ndarray] = []
+    held = 0
+    try:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().reshape(-1).copy()
+                pending.append(chunk)
+                held += len(chunk)
+            if held >= PUSH_SAMPLES:
+                speaker.push(np.concatenate(pending))
+                pending, held = [], 0
+    except Exception:  # noqa: BLE001 - one broken track ends its own participant only
+        logger.exception("participant %s: audio failed", participant.id)
+    finally:
+        if pending:
+            speaker.push(np.concatenate(pending))
+        await participant.leave()
+
+
+def _control(participant: Participant, message) -> None:
+    """Messages from the page: {"type": "set_language", "language": "ko" | "auto"}."""
+    from ..live import whisper_language
+
+    reply = participant.send or (lambda _: None)
+    try:
+        data = json.loads(message)
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise ValueError("a control message is a JSON object with a 'type'")
+        if data["type"] == "set_language":
+            language = whisper_language(data.get("language"))
+            if participant.speaker is not None:
+                participant.speaker.set_language(language)
+            reply({"type": "language", "language": language or "auto"})
+        elif data["type"] == "ping":
+            reply({"type": "pong", "t": data.get("t")})
+        else:
+            raise ValueError(f"unknown control message type {data['type']!r}")
+    except (ValueError, TypeError) as exc:
+        reply({"type": "error", "message": f"bad control message: {exc}"})
+
+
+async def hang_up(request: web.Request) -> web.Response:
+    participant = request.app["peers"].get(request.match_info["participant"])
+    if participant is None:
+        return json_error(404, "no such participant")
+    await participant.leave()
+    return web.Response(status=200)
+
+
+TRANSCRIPT_TYPES = {"txt": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt",
+                    "json": "application/json"}
+
+
+async def transcript(request: web.Request) -> web.Response:
+    session = request.app["sessions"].get(request.match_info["session"])
+    if session is None:
+        return json_error(404, "no such session")
+    fmt = request.query.get("format", "txt")
+    if fmt not in TRANSCRIPT_TYPES:
+        return json_error(400, f"format is one of {', '.join(TRANSCRIPT_TYPES)}")
+    body = session.transcript.render(fmt)
+    return web.Response(text=body, content_type=TRANSCRIPT_TYPES[fmt], charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="roomscribe-{session.id}.{fmt}"'})
