@@ -85,3 +85,12 @@ def said_so_far_wer(reference: str, hypothesis: str) -> tuple[float, float]:
     if not hyp:
         return 1.0, 0.0
     return jiwer.wer(" ".join(ref[: len(hyp)]), " ".join(hyp)), len(hyp) / len(ref)
+
+
+@pytest.fixture(scope="session")
+def server(engine):
+    """`roomscribe serve` on loopback (no key), shared by the server tests."""
+    from serving import running_server
+
+    with running_server(engine) as running:
+        yield running
