@@ -30,8 +30,10 @@ ACCEPTED_FORMATS = ("wav", "mp3", "m4a", "mp4", "flac", "ogg", "webm")
 _DEMUXER = {"wav": "wav", "mp3": "mp3", "mp4": "mp4", "flac": "flac", "ogg": "ogg", "webm": "matroska"}
 
 
-def sniff_format(head: bytes) -> str | None:
-    """The container of an upload from its first bytes (None: not an accepted format)."""
+def sniff_format(head: bytes, frame_sync: bool = True) -> str | None:
+    """The container of an upload from its first bytes (None: not an accepted format).
+    `frame_sync=False` leaves out bare MP3 frames, whose 11-bit sync word raw PCM can start
+    with too (a sample of -1 is FF FF)."""
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "wav"
     if head[:4] == b"fLaC":
@@ -42,7 +44,7 @@ def sniff_format(head: bytes) -> str | None:
         return "webm"  # EBML: WebM or Matroska
     if head[4:8] == b"ftyp":
         return "mp4"  # MP4, M4A, MOV
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+    if head[:3] == b"ID3" or (frame_sync and len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "mp3"
     return None
 

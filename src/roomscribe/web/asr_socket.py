@@ -146,7 +146,7 @@ class AsrSession:
 def _looks_encoded(data: bytes) -> bool:
     from ..audio import sniff_format
 
-    return sniff_format(data[:16]) is not None
+    return sniff_format(data[:16], frame_sync=False) is not None
 
 
 async def asr_socket(request: web.Request) -> web.StreamResponse:
