@@ -14,7 +14,13 @@ const authHeaders = () => (key ? { Authorization: `Bearer ${key}` } : {});
 
 $("session").value = params.get("session") || Math.random().toString(36).slice(2, 10);
 $("name").value = params.get("name") || localStorage.getItem("roomscribe-name") || "";
-if (params.get("language")) $("language").value = params.get("language");
+if (params.get("language")) {
+  // A code the menu lacks is kept as it is: the server knows every Whisper language, and says
+  // so clearly when it does not.
+  const code = params.get("language");
+  if (![...$("language").options].some((o) => o.value === code)) $("language").add(new Option(code, code));
+  $("language").value = code;
+}
 if (params.get("policy")) $("policy").value = params.get("policy");
 updateShare();
 $("session").addEventListener("input", updateShare);
