@@ -105,6 +105,8 @@ def load_audio(source: str | os.PathLike | bytes | BinaryIO, sample_rate: int = 
                     raise TooLongError(f"{label}: longer than the {max_seconds:g} s limit")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
+        except TooLongError:
+            raise
         except (av.FFmpegError, ValueError) as exc:
             raise AudioFileError(f"{label}: corrupt audio ({_reason(exc)})") from None
     finally:

@@ -103,8 +103,8 @@ async def _guard(request: web.Request, handler):
             raise
         return json_error(exc.status, exc.reason if not exc.text or exc.text.startswith(str(exc.status))
                           else exc.text)
-    except asyncio.CancelledError:
-        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise  # the client went away: nothing to answer, nothing wrong with the server
     except Exception:  # noqa: BLE001 - one broken request must not take the server down
         logger.exception("%s %s failed", request.method, request.path)
         return json_error(500, "internal error (logged on the server)")

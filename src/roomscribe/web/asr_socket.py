@@ -22,6 +22,7 @@ import numpy as np
 from aiohttp import web
 
 from ..engine import Event
+from ..engine.text import tidy_text
 from ..live import Line, LiveSpeaker, Transcript, whisper_language
 from .app import dumps, json_error, stream_config
 from .stream_decoder import StreamDecoder
@@ -68,6 +69,7 @@ class AsrSession:
         if self.decoder is not None:
             self.decoder.feed(data)
             return
+        self.input_kind = "pcm"  # the first bytes decided: later chunks are PCM whatever they start with
         data = self._odd + data
         usable = len(data) - len(data) % 2
         self._odd = data[usable:]
@@ -103,7 +105,7 @@ class AsrSession:
         lines = list(self.transcript.lines.values())
         if self.mode == "diff":  # lines only ever appended: an open segment stays in the buffer
             done = [line for line in lines if line.closed and line.text]
-            buffer = " ".join(f"{line.text}{line.tail}".strip() for line in lines if not line.closed)
+            buffer = " ".join(tidy_text(f"{line.text} {line.tail}", line.language) for line in lines if not line.closed)
         else:
             done = [line for line in lines if line.text]
             buffer = "".join(line.tail for line in lines if not line.closed).strip()
@@ -140,7 +142,10 @@ class AsrSession:
 
     async def send(self, message: dict) -> None:
         if not self.ws.closed:
-            await self.ws.send_str(dumps(message))
+            try:
+                await self.ws.send_str(dumps(message))
+            except ConnectionResetError:
+                pass  # the client went away; the handler cleans up
 
 
 def _looks_encoded(data: bytes) -> bool:
@@ -203,7 +208,11 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
             await ws.close(code=1007, message=b"undecodable audio")
         elif ended and not ws.closed:
             await session.end_of_audio()
-            await session.send({"type": "ready_to_stop"})
+            if session.decoder_error:  # the stream turned out undecodable only at its end
+                await session.send({"error": session.decoder_error})
+                await ws.close(code=1007, message=b"undecodable audio")
+            else:
+                await session.send({"type": "ready_to_stop"})
     finally:
         if not ended or session.decoder_error:
             session.speaker.close()  # the client is gone: nobody to caption for

@@ -14,7 +14,8 @@ import threading
 import time
 from dataclasses import asdict
 
-from aiohttp import web
+from aiohttp import MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..audio import AudioFileError, TooLongError, UnsupportedFormatError, load_audio
 from ..engine import OfflineTranscript
@@ -47,7 +48,7 @@ class FileJobs:
         return {"running": self.running, "queued": self.waiting, "done": self.done}
 
     async def run(self, audio, language, prompt, progress=None) -> OfflineTranscript:
-        if self.waiting >= self.config.max_queued_files:
+        if self._slots.locked() and self.waiting >= self.config.max_queued_files:
             raise RequestError(503, "too many files waiting; try again later")
         cancel = threading.Event()
         self.waiting += 1
@@ -85,15 +86,21 @@ async def read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, str,
         while True:
             try:
                 part = await reader.next()
-            except (ValueError, AssertionError) as exc:
-                raise RequestError(400, f"malformed multipart body: {exc}") from None
+            except (ValueError, AssertionError, HttpProcessingError) as exc:
+                raise RequestError(400, f"malformed multipart body: {getattr(exc, 'message', exc)}") from None
             if part is None:
                 break
+            if isinstance(part, MultipartReader):
+                raise RequestError(400, "malformed multipart body: nested multipart parts are not accepted")
             if part.name == "file":
                 name = part.filename or name
                 data = await _read_limited(part, max_bytes)
             elif part.name:
-                value = await _read_limited(part, MAX_FIELD_BYTES)
+                try:
+                    value = await _read_limited(part, MAX_FIELD_BYTES)
+                except RequestError:  # most likely the audio, in a field with another name
+                    raise RequestError(400, f"form field {part.name!r} is over {MAX_FIELD_BYTES} bytes: "
+                                            "send the audio in a multipart field named 'file'") from None
                 fields[part.name] = value.decode("utf-8", "replace")
         if data is None:
             raise RequestError(400, "no file: send the audio in a multipart field named 'file'")
@@ -112,7 +119,7 @@ async def _read_limited(source, max_bytes: int) -> bytes:
             break
         size += len(chunk)
         if size > max_bytes:
-            raise RequestError(413, f"upload larger than the limit of {max_bytes / 1024 ** 2:g} MB")
+            raise RequestError(413, f"upload larger than the limit of {max_bytes / 1024 ** 2:.3g} MB")
         chunks.append(chunk)
     return b"".join(chunks)
 
