@@ -94,3 +94,8 @@ def server(engine):
 
     with running_server(engine) as running:
         yield running
+
+
+# Fixtures of the server tests, shared by their modules.
+from upload_support import clip, encoded, two_sentences  # noqa: E402, F401, I001
+from asr_support import speech_long, speech_mid, speech_short  # noqa: E402, F401, I001

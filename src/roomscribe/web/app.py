@@ -47,6 +47,16 @@ class ServerConfig:
     max_live_streams: int = 64  # speakers across the page and /asr
 
 
+# The app's shared state (the door modules read it from the request's app).
+CONFIG_KEY = web.AppKey("config", ServerConfig)
+WORKER_KEY = web.AppKey("worker", EngineWorker)
+STARTED_KEY = web.AppKey("started", float)
+SESSIONS_KEY = web.AppKey("sessions", object)  # sessions.Sessions
+FILES_KEY = web.AppKey("files", object)  # files.FileJobs
+ASR_CONNECTIONS_KEY = web.AppKey("asr_connections", set)
+PEERS_KEY = web.AppKey("peers", dict)  # participant id -> sessions.Participant
+
+
 class ConfigError(ValueError):
     """A server configuration that must not start (e.g. exposed without a key)."""
 
@@ -92,7 +102,7 @@ def _authorized(request: web.Request, key: str) -> bool:
 @web.middleware
 async def _guard(request: web.Request, handler):
     """Auth for every data route, and a clear JSON error for anything that goes wrong."""
-    key = request.app["config"].api_key
+    key = request.app[CONFIG_KEY].api_key
     if key and request.path not in PUBLIC_PATHS and not request.path.startswith("/static/") \
             and not _authorized(request, key):
         return json_error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or ?key=KEY)")
@@ -116,14 +126,14 @@ async def health(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     app = request.app
-    worker: EngineWorker = app["worker"]
+    worker: EngineWorker = app[WORKER_KEY]
     return web.json_response({
-        "uptime": round(time.monotonic() - app["started"], 1),
+        "uptime": round(time.monotonic() - app[STARTED_KEY], 1),
         "models": [worker.engine.model_name],
         "scheduler": worker.status(),
-        "sessions": app["sessions"].status(),
-        "asr_connections": len(app["asr_connections"]),
-        "files": app["files"].status(),
+        "sessions": app[SESSIONS_KEY].status(),
+        "asr_connections": len(app[ASR_CONNECTIONS_KEY]),
+        "files": app[FILES_KEY].status(),
     })
 
 
@@ -150,12 +160,12 @@ def build_app(config: ServerConfig, worker: EngineWorker) -> web.Application:
 
     # Uploads are read in pieces with their own limit (files.py); this only bounds other bodies.
     app = web.Application(middlewares=[_guard], client_max_size=1024 ** 2)
-    app["config"] = config
-    app["worker"] = worker
-    app["started"] = time.monotonic()
-    app["sessions"] = Sessions(worker, config)
-    app["asr_connections"] = set()
-    app["files"] = FileJobs(worker, config)
+    app[CONFIG_KEY] = config
+    app[WORKER_KEY] = worker
+    app[STARTED_KEY] = time.monotonic()
+    app[SESSIONS_KEY] = Sessions(worker, config)
+    app[ASR_CONNECTIONS_KEY] = set()
+    app[FILES_KEY] = FileJobs(worker, config)
     app.router.add_get("/", page)
     app.router.add_static("/static/", STATIC)
     app.router.add_get("/health", health)
@@ -167,15 +177,15 @@ def build_app(config: ServerConfig, worker: EngineWorker) -> web.Application:
     add_webrtc_routes(app)
 
     async def shutdown(app: web.Application) -> None:
-        await app["sessions"].close_all()
-        for ws in list(app["asr_connections"]):
+        await app[SESSIONS_KEY].close_all()
+        for ws in list(app[ASR_CONNECTIONS_KEY]):
             await ws.close(code=1001, message=b"server shutting down")
     app.on_shutdown.append(shutdown)
     return app
 
 
 async def _models(request: web.Request) -> web.Response:
-    name = request.app["worker"].engine.model_name
+    name = request.app[WORKER_KEY].engine.model_name
     return web.json_response({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "roomscribe"}]})
 
 

@@ -24,7 +24,7 @@ from aiohttp import web
 from ..engine import Event
 from ..engine.text import tidy_text
 from ..live import Line, LiveSpeaker, Transcript, whisper_language
-from .app import dumps, json_error, stream_config
+from .app import ASR_CONNECTIONS_KEY, CONFIG_KEY, SESSIONS_KEY, WORKER_KEY, dumps, json_error, stream_config
 from .stream_decoder import StreamDecoder
 
 logger = logging.getLogger("roomscribe.web")
@@ -160,23 +160,23 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
     mode = query.get("mode", "full")
     input_kind = query.get("input", "auto")
     try:
-        config = stream_config(app["config"], query.get("language"), query.get("policy"))
+        config = stream_config(app[CONFIG_KEY], query.get("language"), query.get("policy"))
         if mode not in ("full", "diff"):
             raise ValueError("mode is full or diff")
         if input_kind not in ("auto", "pcm", "encoded"):
             raise ValueError("input is auto, pcm or encoded")
     except ValueError as exc:
         return json_error(400, str(exc))
-    if app["sessions"].speakers() + len(app["asr_connections"]) >= app["config"].max_live_streams:
+    if app[SESSIONS_KEY].speakers() + len(app[ASR_CONNECTIONS_KEY]) >= app[CONFIG_KEY].max_live_streams:
         return json_error(503, "the server is at its limit of live streams; try again later")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
     if not ws.can_prepare(request).ok:
         return json_error(426, "/asr is a WebSocket endpoint")
     await ws.prepare(request)
-    app["asr_connections"].add(ws)
+    app[ASR_CONNECTIONS_KEY].add(ws)
 
     def open_speaker(transcript, on_event):
-        return LiveSpeaker(app["worker"], config, name="speaker", transcript=transcript, on_event=on_event)
+        return LiveSpeaker(app[WORKER_KEY], config, name="speaker", transcript=transcript, on_event=on_event)
 
     session = AsrSession(ws, open_speaker, mode, input_kind)
     ended = False
@@ -218,7 +218,7 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
             session.speaker.close()  # the client is gone: nobody to caption for
             if session.decoder is not None:
                 session.decoder.end()
-        app["asr_connections"].discard(ws)
+        app[ASR_CONNECTIONS_KEY].discard(ws)
         if not ws.closed:
             await ws.close()
     return ws

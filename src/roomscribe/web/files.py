@@ -21,7 +21,7 @@ from ..audio import AudioFileError, TooLongError, UnsupportedFormatError, load_a
 from ..engine import OfflineTranscript
 from ..formats import Cue, render
 from ..scheduler import MODEL_LOCK
-from .app import dumps, json_error
+from .app import CONFIG_KEY, FILES_KEY, dumps, json_error
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 4096
@@ -125,7 +125,7 @@ async def _read_limited(source, max_bytes: int) -> bytes:
 
 
 async def _decode(request: web.Request, data: bytes, name: str):
-    config = request.app["config"]
+    config = request.app[CONFIG_KEY]
     try:
         return await asyncio.to_thread(load_audio, data, max_seconds=config.max_file_minutes * 60, name=name,
                                        untrusted=True)
@@ -154,7 +154,7 @@ def document(result: OfflineTranscript) -> dict:
 
 async def transcribe_upload(request: web.Request) -> web.StreamResponse:
     """Our own file endpoint: segments, words, language, processing_time."""
-    config = request.app["config"]
+    config = request.app[CONFIG_KEY]
     try:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024 ** 2))
         fields = {**request.query, **fields}
@@ -164,7 +164,7 @@ async def transcribe_upload(request: web.Request) -> web.StreamResponse:
         if fields.get("progress", "").lower() in ("1", "true", "yes") or \
                 "application/x-ndjson" in request.headers.get("Accept", ""):
             return await _with_progress(request, audio, language, fields.get("prompt"))
-        result = await request.app["files"].run(audio, language, fields.get("prompt"))
+        result = await request.app[FILES_KEY].run(audio, language, fields.get("prompt"))
     except RequestError as exc:
         return json_error(exc.status, str(exc))
     return web.json_response(document(result), dumps=dumps)
@@ -186,7 +186,7 @@ async def _with_progress(request: web.Request, audio, language, prompt) -> web.S
 
     total = round(len(audio) / 16000, 1)
     await response.write((dumps({"type": "progress", "done": 0.0, "total": total}) + "\n").encode())
-    job = asyncio.ensure_future(request.app["files"].run(audio, language, prompt, progress))
+    job = asyncio.ensure_future(request.app[FILES_KEY].run(audio, language, prompt, progress))
     try:
         while not job.done():
             getter = asyncio.ensure_future(lines.get())
@@ -208,7 +208,7 @@ async def _with_progress(request: web.Request, audio, language, prompt) -> web.S
 
 async def openai_transcriptions(request: web.Request) -> web.Response:
     """OpenAI-compatible: form fields file, model (any), language, prompt, response_format."""
-    config = request.app["config"]
+    config = request.app[CONFIG_KEY]
     try:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024 ** 2))
         fmt = fields.get("response_format", "json")
@@ -217,7 +217,7 @@ async def openai_transcriptions(request: web.Request) -> web.Response:
         language = _language(fields)
         audio = await _decode(request, data, name)
         del data
-        result = await request.app["files"].run(audio, language, fields.get("prompt"))
+        result = await request.app[FILES_KEY].run(audio, language, fields.get("prompt"))
     except RequestError as exc:
         return json_error(exc.status, str(exc))
     usage = {"type": "duration", "seconds": math.ceil(result.duration)}

@@ -11,7 +11,7 @@ import av
 import numpy as np
 from aiohttp import web
 
-from .app import dumps, json_error, stream_config
+from .app import ASR_CONNECTIONS_KEY, CONFIG_KEY, PEERS_KEY, SESSIONS_KEY, WORKER_KEY, dumps, json_error, stream_config
 from .sessions import Participant
 
 logger = logging.getLogger("roomscribe.web")
@@ -21,7 +21,7 @@ PUSH_SAMPLES = 640  # 40 ms at 16 kHz: fewer, larger pushes cost the scheduler l
 
 
 def add_routes(app: web.Application) -> None:
-    app["peers"] = {}
+    app[PEERS_KEY] = {}
     app.router.add_post("/whip", offer)
     app.router.add_delete("/whip/{participant}", hang_up)
     app.router.add_get("/sessions/{session}/transcript", transcript)
@@ -42,21 +42,21 @@ async def offer(request: web.Request) -> web.Response:
     if "m=audio" not in sdp:
         return json_error(400, "the offer has no audio (m=audio) section")
     try:
-        config = stream_config(app["config"], request.query.get("language"), request.query.get("policy"))
-        session = app["sessions"].open(request.query.get("session"))
+        config = stream_config(app[CONFIG_KEY], request.query.get("language"), request.query.get("policy"))
+        session = app[SESSIONS_KEY].open(request.query.get("session"))
     except ValueError as exc:
         return json_error(400, str(exc))
     except LookupError as exc:
         return json_error(503, str(exc))
-    if app["sessions"].speakers() + len(app["asr_connections"]) >= app["config"].max_live_streams:
+    if app[SESSIONS_KEY].speakers() + len(app[ASR_CONNECTIONS_KEY]) >= app[CONFIG_KEY].max_live_streams:
         return json_error(503, "the server is at its limit of live streams; try again later")
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: host candidates only
     participant = session.join(request.query.get("name"))
-    app["peers"][participant.id] = participant
+    app[PEERS_KEY][participant.id] = participant
 
     async def close_transport() -> None:
-        app["peers"].pop(participant.id, None)
+        app[PEERS_KEY].pop(participant.id, None)
         await pc.close()
     participant.close_transport = close_transport
 
@@ -79,7 +79,7 @@ async def offer(request: web.Request) -> web.Response:
     def on_track(track) -> None:
         if track.kind != "audio" or participant.speaker is not None:
             return
-        speaker = participant.start_speaking(app["worker"], config)
+        speaker = participant.start_speaking(app[WORKER_KEY], config)
         asyncio.ensure_future(_pump(track, participant, speaker))
 
     @pc.on("connectionstatechange")
@@ -149,7 +149,7 @@ def _control(participant: Participant, message) -> None:
 
 
 async def hang_up(request: web.Request) -> web.Response:
-    participant = request.app["peers"].get(request.match_info["participant"])
+    participant = request.app[PEERS_KEY].get(request.match_info["participant"])
     if participant is None:
         return json_error(404, "no such participant")
     await participant.leave()
@@ -161,7 +161,7 @@ TRANSCRIPT_TYPES = {"txt": "text/plain", "srt": "application/x-subrip", "vtt": "
 
 
 async def transcript(request: web.Request) -> web.Response:
-    session = request.app["sessions"].get(request.match_info["session"])
+    session = request.app[SESSIONS_KEY].get(request.match_info["session"])
     if session is None:
         return json_error(404, "no such session")
     fmt = request.query.get("format", "txt")
