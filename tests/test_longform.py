@@ -35,3 +35,39 @@ def test_every_sentence_of_a_long_recording_gets_a_final_caption_in_order(engine
     assert result.rtf < 1.0
     segments = [e for e in result.events if e.type is EventType.FINAL and e.segment_final]
     assert len(segments) >= len(turns) // 2
+
+
+def test_a_files_whole_file_step_runs_outside_the_model_lock_and_each_window_inside(engine, espeak_wav):
+    """Live streams wait on the model lock: a long upload must only take it window by window,
+    never for its VAD and feature pass over the whole file."""
+    import threading
+
+    from roomscribe.audio import load_audio
+
+    lock = threading.Lock()
+    held_at_start = []
+    fw = engine.runner.fw_model
+    real = fw.transcribe
+
+    def watched(*args, **kwargs):
+        held_at_start.append(lock.locked())
+        return real(*args, **kwargs)
+
+    class CountingLock:
+        entered = 0
+
+        def __enter__(self):
+            CountingLock.entered += 1
+            lock.acquire()
+
+        def __exit__(self, *exc):
+            lock.release()
+
+    fw.transcribe = watched
+    try:
+        result = engine.transcribe(load_audio(espeak_wav), language="en", lock=CountingLock())
+    finally:
+        del fw.transcribe
+    assert held_at_start == [False]
+    assert CountingLock.entered == len(result.segments) + 1  # one per window step, and the last look
+    assert "quick brown fox" in result.text.lower()

@@ -120,15 +120,18 @@ class Engine:
                    task: str = "transcribe", progress=None, lock=None, cancelled=None,
                    initial_prompt: str | None = None) -> OfflineTranscript:
         """Whole-file transcription (faster-whisper's long-form path, VAD-filtered).
-        `lock` is held around each model step only, so live streams sharing the model get
-        their turns between a long file's windows; `cancelled()` true stops early."""
+        `lock` is held around each window's model step only, so live streams sharing the
+        model get their turns between a long file's windows; `cancelled()` true stops early."""
         started = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
         lock = lock if lock is not None else contextlib.nullcontext()
-        with lock:
-            segments_iter, info = self.runner.fw_model.transcribe(
-                audio, language=language, task=task, beam_size=beam_size, vad_filter=True,
-                word_timestamps=True, condition_on_previous_text=True, initial_prompt=initial_prompt or None)
+        # Not under the lock: this first step runs VAD and feature extraction over the whole
+        # file (about 5 s per 20 minutes of audio here), which would stall every live stream
+        # waiting for the model. Its one model call (language detection) is safe alongside
+        # others: CTranslate2 queues concurrent calls itself.
+        segments_iter, info = self.runner.fw_model.transcribe(
+            audio, language=language, task=task, beam_size=beam_size, vad_filter=True,
+            word_timestamps=True, condition_on_previous_text=True, initial_prompt=initial_prompt or None)
         segments: list[OfflineSegment] = []
         while cancelled is None or not cancelled():
             with lock:
