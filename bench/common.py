@@ -92,3 +92,27 @@ def rss_mb() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
+
+
+class ChildProcess:
+    """A `roomscribe` command in its own process, its output in `log`, and its CPU use."""
+
+    def __init__(self, args: list[str], log: Path, env: dict | None = None):
+        import psutil
+
+        self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-c", "import sys; from roomscribe.cli import main; "
+                                      "sys.exit(main())", *args], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def cpu_seconds(self) -> float:
+        t = self.ps.cpu_times()
+        return t.user + t.system
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

@@ -44,7 +44,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import EVAL, ROOT, load, machine, normalize, save, wer
+from common import EVAL, ROOT, ChildProcess, load, machine, normalize, save, wer
 
 sys.path.insert(0, str(ROOT / "tests"))
 import browser
@@ -71,19 +70,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
+class Server(ChildProcess):
     """`roomscribe serve` in its own process (it inherits this process's network namespace)."""
 
     def __init__(self, port: int, model: str, compute_type: str, policy: str, log: Path):
         self.url = f"http://127.0.0.1:{port}"
-        self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from roomscribe.cli import main; sys.exit(main())", "serve",
-             "--port", str(port), "--model", model, "--compute-type", compute_type, "--policy", policy],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        import psutil
-
-        self.ps = psutil.Process(self.proc.pid)
+        super().__init__(["serve", "--port", str(port), "--model", model, "--compute-type", compute_type,
+                          "--policy", policy], log)
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -97,21 +90,9 @@ class Server:
                 time.sleep(0.5)
         sys.exit(f"roomscribe serve did not come up in {timeout:.0f} s; see {self.log.name}")
 
-    def cpu_seconds(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
     def get(self, path: str) -> str:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
             return response.read().decode()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def committed_words(log: list[dict], t0_ms: float) -> list[dict]:

@@ -23,13 +23,12 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-from common import EVAL, ROOT, load, machine, save, wer
+from common import EVAL, ROOT, ChildProcess, load, machine, save, wer
 
 sys.path.insert(0, str(ROOT / "tests"))
 from emulator import netns  # noqa: E402
@@ -66,34 +65,17 @@ def turn_latencies(turns: list[dict], finals: list, started_at: float) -> list[t
     return out
 
 
-class BotProcess:
+class BotProcess(ChildProcess):
     """`roomscribe start` against the emulator, and its CPU use."""
 
     def __init__(self, url: str, policy: str):
         env = dict(os.environ, LIVEKIT_URL=url, LIVEKIT_API_KEY=API_KEY, LIVEKIT_API_SECRET=API_SECRET,
                    ROOMSCRIBE_HEALTH_PORT="0", ROOMSCRIBE_POLICY=policy, ROOMSCRIBE_EMPTY_TIMEOUT="5")
-        self.log = open(ROOT / "bench" / "room-bot.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-c", "from roomscribe.cli import main; main()", "start"],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        import psutil
-
-        self.ps = psutil.Process(self.proc.pid)  # the worker: its rooms run on its threads
+        super().__init__(["start"], ROOT / "bench" / "room-bot.log", env=env)  # its rooms run on its threads
         self.peak_rss = 0.0
-
-    def cpu_seconds(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
 
     def sample(self) -> None:
         self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss / 2**20)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 async def run(policy: str, seconds: float) -> dict:
