@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ import aiohttp
 import numpy as np
 import pytest
 from conftest import read_audio
+from upload_support import ffmpeg
 
 LJ = "asr/en/ljspeech"
 CLOCK = re.compile(r"^\d+:\d{2}:\d{2}$")
@@ -81,11 +80,7 @@ def speech_short(eval_dir, manifest, tmp_path_factory) -> Speech:
 
 
 def encode(source: Path, out: Path, *args: str) -> bytes:
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), *args, str(out)],
-                   check=True, capture_output=True)
-    return out.read_bytes()
+    return ffmpeg(source, out, *args).read_bytes()
 
 
 @dataclass
