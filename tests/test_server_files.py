@@ -78,6 +78,16 @@ def test_the_openai_client_gets_each_response_format(openai_client, clip, fmt):
     assert error <= 0.2, text
 
 
+def test_the_openai_client_gets_english_from_the_translations_route(openai_client, clip):
+    path, reference, _ = clip
+    with open(path, "rb") as audio:
+        result = openai_client.audio.translations.create(model="whisper-1", file=audio,
+                                                        response_format="verbose_json")
+    assert result.segments and result.text
+    assert result.model_extra.get("task") == "translate"
+    assert wer(reference, result.text) <= 0.2, result.text  # English heard, English written
+
+
 def test_the_openai_client_sees_a_bad_request_as_its_own_error(openai_client, clip):
     import openai
 

@@ -165,6 +165,15 @@ def test_a_forced_language_is_accepted_and_carried_on_every_line(server, speech_
     assert lines and all(line["detected_language"] == "ko" for line in lines)
 
 
+def test_translated_captions_come_out_in_english(server, speech_short):
+    conv = talk(server.url, chunks(speech_short.pcm, 3200), query="?task=translate", interval=0.03)
+    assert_well_formed(conv)
+    assert_finished(conv)
+    lines = conv.messages[-2]["lines"]
+    assert lines and all(line["detected_language"] == "en" for line in lines)
+    assert wer(speech_short.text, " ".join(line["text"] for line in lines)) <= 0.25
+
+
 def test_the_alignatt_policy_streams_the_same_speech(server, speech_mid):
     conv = talk(server.url, chunks(speech_mid.pcm, 3200), query="?policy=alignatt&language=en", interval=0.04)
     assert_well_formed(conv)

@@ -31,6 +31,7 @@ from serving import running_server
     ("policy=nope", "unknown policy"),
     ("mode=x", "mode is full or diff"),
     ("input=wav", "input is auto, pcm or encoded"),
+    ("task=summarize", "unknown task"),
 ])
 def test_bad_query_options_are_refused_with_400_before_upgrading(server, query, message):
     async def attempt():

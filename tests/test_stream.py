@@ -155,3 +155,18 @@ def test_invalid_stream_config_is_rejected():
         StreamConfig(policy="nope")
     with pytest.raises(ValueError):
         StreamConfig(min_chunk_seconds=0)
+
+
+def test_translated_captions_are_english_words_whatever_the_source_language(engine, espeak_wav):
+    """Whisper translates into English: captions are tagged English and split into English
+    words, not into characters as the forced source language (Japanese) would be."""
+    from roomscribe.audio import load_audio
+
+    stream = engine.open_stream(StreamConfig(language="ja", task="translate"))
+    events = stream.push(load_audio(espeak_wav)) + engine.drain(stream)
+    stream.end()
+    events += engine.drain(stream)
+    finals = [e for e in events if e.type is EventType.FINAL]
+    text = " ".join(e.segment_text for e in finals if e.segment_final)
+    assert finals and all(e.language == "en" for e in finals)
+    assert "quick brown fox" in text.lower(), text

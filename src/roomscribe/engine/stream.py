@@ -261,7 +261,8 @@ class SpeechStream(Committing):
             if ticket.content_samples >= 2 * SAMPLE_RATE and result.language_probability >= 0.8:
                 self._detected_language = result.language
                 utt.language = result.language
-        language = result.language
+        # Whisper translates into English whatever it hears: the caption's words are English.
+        language = "en" if self.config.task == "translate" else result.language
         offset = ticket.window_start / SAMPLE_RATE
         content = ticket.content_samples / SAMPLE_RATE
         tokens = self.config.quality.accept(result, self.runner, utt.prefix)

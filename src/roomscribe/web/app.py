@@ -141,7 +141,8 @@ async def page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
-def stream_config(config: ServerConfig, language: str | None, policy: str | None) -> StreamConfig:
+def stream_config(config: ServerConfig, language: str | None, policy: str | None,
+                  task: str | None = None) -> StreamConfig:
     """A live stream's options from a client's query (ValueError when they are bad)."""
     from ..live import whisper_language
 
@@ -149,12 +150,20 @@ def stream_config(config: ServerConfig, language: str | None, policy: str | None
     if policy not in ("localagreement", "alignatt"):
         raise ValueError(f"unknown policy {policy!r}: use localagreement or alignatt")
     lang = config.language if language is None else language
-    return StreamConfig(policy=policy, language=whisper_language(lang))
+    return StreamConfig(policy=policy, language=whisper_language(lang), task=whisper_task(task))
+
+
+def whisper_task(task: str | None) -> str:
+    """`transcribe` (captions as spoken) or `translate` (Whisper's own translation into English)."""
+    task = (task or "transcribe").lower()
+    if task not in ("transcribe", "translate"):
+        raise ValueError(f"unknown task {task!r}: use transcribe or translate (into English)")
+    return task
 
 
 def build_app(config: ServerConfig, worker: EngineWorker) -> web.Application:
     from .asr_socket import asr_socket
-    from .files import FileJobs, openai_transcriptions, transcribe_upload
+    from .files import FileJobs, openai_transcriptions, openai_translations, transcribe_upload
     from .sessions import Sessions
     from .webrtc import add_routes as add_webrtc_routes
 
@@ -173,6 +182,7 @@ def build_app(config: ServerConfig, worker: EngineWorker) -> web.Application:
     app.router.add_get("/asr", asr_socket)
     app.router.add_post("/transcribe", transcribe_upload)
     app.router.add_post("/v1/audio/transcriptions", openai_transcriptions)
+    app.router.add_post("/v1/audio/translations", openai_translations)
     app.router.add_get("/v1/models", _models)
     add_webrtc_routes(app)
 

@@ -160,7 +160,8 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
     mode = query.get("mode", "full")
     input_kind = query.get("input", "auto")
     try:
-        config = stream_config(app[CONFIG_KEY], query.get("language"), query.get("policy"))
+        config = stream_config(app[CONFIG_KEY], query.get("language"), query.get("policy"),
+                                query.get("task"))
         if mode not in ("full", "diff"):
             raise ValueError("mode is full or diff")
         if input_kind not in ("auto", "pcm", "encoded"):

@@ -1,4 +1,5 @@
-"""File transcription over HTTP: `POST /transcribe` and OpenAI's `POST /v1/audio/transcriptions`.
+"""File transcription over HTTP: `POST /transcribe` and OpenAI's `POST /v1/audio/transcriptions`
+and `/v1/audio/translations` (`task=translate`: Whisper's own translation into English).
 
 Files take the shared model between live streams' calls (the model lock is held per
 window), one file at a time by default with a short queue; a full queue is a 503.
@@ -47,7 +48,7 @@ class FileJobs:
     def status(self) -> dict:
         return {"running": self.running, "queued": self.waiting, "done": self.done}
 
-    async def run(self, audio, language, prompt, progress=None) -> OfflineTranscript:
+    async def run(self, audio, language, prompt, progress=None, task: str = "transcribe") -> OfflineTranscript:
         if self._slots.locked() and self.waiting >= self.config.max_queued_files:
             raise RequestError(503, "too many files waiting; try again later")
         cancel = threading.Event()
@@ -61,7 +62,7 @@ class FileJobs:
                 try:
                     return await asyncio.to_thread(
                         self.worker.engine.transcribe, audio, language=language, initial_prompt=prompt,
-                        progress=progress, lock=MODEL_LOCK, cancelled=cancel.is_set)
+                        progress=progress, lock=MODEL_LOCK, cancelled=cancel.is_set, task=task)
                 finally:
                     self.running -= 1
                     self.done += 1
@@ -146,6 +147,15 @@ def _language(fields: dict[str, str]) -> str | None:
         raise RequestError(400, str(exc)) from None
 
 
+def _task(fields: dict[str, str]) -> str:
+    from .app import whisper_task
+
+    try:
+        return whisper_task(fields.get("task"))
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
 def document(result: OfflineTranscript) -> dict:
     return {"language": result.language, "language_probability": round(result.language_probability, 3),
             "duration": round(result.duration, 3), "processing_time": round(result.processing_time, 3),
@@ -158,19 +168,19 @@ async def transcribe_upload(request: web.Request) -> web.StreamResponse:
     try:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024 ** 2))
         fields = {**request.query, **fields}
-        language = _language(fields)
+        language, task = _language(fields), _task(fields)
         audio = await _decode(request, data, name)
         del data
         if fields.get("progress", "").lower() in ("1", "true", "yes") or \
                 "application/x-ndjson" in request.headers.get("Accept", ""):
-            return await _with_progress(request, audio, language, fields.get("prompt"))
-        result = await request.app[FILES_KEY].run(audio, language, fields.get("prompt"))
+            return await _with_progress(request, audio, language, fields.get("prompt"), task)
+        result = await request.app[FILES_KEY].run(audio, language, fields.get("prompt"), task=task)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
     return web.json_response(document(result), dumps=dumps)
 
 
-async def _with_progress(request: web.Request, audio, language, prompt) -> web.StreamResponse:
+async def _with_progress(request: web.Request, audio, language, prompt, task) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     loop = asyncio.get_running_loop()
@@ -186,7 +196,7 @@ async def _with_progress(request: web.Request, audio, language, prompt) -> web.S
 
     total = round(len(audio) / 16000, 1)
     await response.write((dumps({"type": "progress", "done": 0.0, "total": total}) + "\n").encode())
-    job = asyncio.ensure_future(request.app[FILES_KEY].run(audio, language, prompt, progress))
+    job = asyncio.ensure_future(request.app[FILES_KEY].run(audio, language, prompt, progress, task))
     try:
         while not job.done():
             getter = asyncio.ensure_future(lines.get())
@@ -208,6 +218,15 @@ async def _with_progress(request: web.Request, audio, language, prompt) -> web.S
 
 async def openai_transcriptions(request: web.Request) -> web.Response:
     """OpenAI-compatible: form fields file, model (any), language, prompt, response_format."""
+    return await _openai(request, "transcribe")
+
+
+async def openai_translations(request: web.Request) -> web.Response:
+    """OpenAI-compatible: speech in any language as English text (Whisper's own translation)."""
+    return await _openai(request, "translate")
+
+
+async def _openai(request: web.Request, task: str) -> web.Response:
     config = request.app[CONFIG_KEY]
     try:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024 ** 2))
@@ -217,7 +236,7 @@ async def openai_transcriptions(request: web.Request) -> web.Response:
         language = _language(fields)
         audio = await _decode(request, data, name)
         del data
-        result = await request.app[FILES_KEY].run(audio, language, fields.get("prompt"))
+        result = await request.app[FILES_KEY].run(audio, language, fields.get("prompt"), task=task)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
     usage = {"type": "duration", "seconds": math.ceil(result.duration)}
@@ -228,7 +247,7 @@ async def openai_transcriptions(request: web.Request) -> web.Response:
                      "temperature": 0.0, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
                      "no_speech_prob": s.no_speech_prob} for i, s in enumerate(result.segments)]
         words = [{"word": w["word"], "start": w["start"], "end": w["end"]} for s in result.segments for w in s.words]
-        return web.json_response({"task": "transcribe", "language": result.language,
+        return web.json_response({"task": task, "language": result.language,
                                   "duration": round(result.duration, 3), "text": result.text,
                                   "segments": segments, "words": words, "usage": usage}, dumps=dumps)
     cues = [Cue(s.start, s.end, s.text) for s in result.segments]

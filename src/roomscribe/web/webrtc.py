@@ -42,7 +42,8 @@ async def offer(request: web.Request) -> web.Response:
     if "m=audio" not in sdp:
         return json_error(400, "the offer has no audio (m=audio) section")
     try:
-        config = stream_config(app[CONFIG_KEY], request.query.get("language"), request.query.get("policy"))
+        config = stream_config(app[CONFIG_KEY], request.query.get("language"), request.query.get("policy"),
+                               request.query.get("task"))
         session = app[SESSIONS_KEY].open(request.query.get("session"))
     except ValueError as exc:
         return json_error(400, str(exc))

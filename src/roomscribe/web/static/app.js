@@ -22,6 +22,7 @@ if (params.get("language")) {
   $("language").value = code;
 }
 if (params.get("policy")) $("policy").value = params.get("policy");
+if (params.get("task")) $("task").value = params.get("task");
 updateShare();
 $("session").addEventListener("input", updateShare);
 
@@ -58,7 +59,7 @@ async function start() {
     await iceGathered(pc);
     const query = new URLSearchParams({
       session: $("session").value, name: $("name").value,
-      language: $("language").value, policy: $("policy").value,
+      language: $("language").value, policy: $("policy").value, task: $("task").value,
     });
     const response = await fetch(`/whip?${query}`, {
       method: "POST", body: pc.localDescription.sdp,
