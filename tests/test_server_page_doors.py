@@ -108,3 +108,27 @@ def test_the_server_speaks_https_with_the_given_certificate(engine, tmp_path):
             await runner.cleanup()
 
     assert asyncio.run(serve_and_ask()) == (200, b'{"status": "ok"}')
+
+
+@pytest.mark.parametrize("message, reply", [
+    ('{"type": "ping", "t": 7}', {"type": "pong", "t": 7}),
+    ('{"type": "set_language", "language": "ko"}', {"type": "language", "language": "ko"}),
+    ('{"type": "set_language", "language": "auto"}', {"type": "language", "language": "auto"}),
+    ('{"type": "set_language", "language": "xx"}', "unknown language 'xx'"),
+    ('{"type": "dance"}', "unknown control message type 'dance'"),
+    ("not json", "not JSON"),
+    ("[1, 2]", "a JSON object with a 'type'"),
+])
+def test_data_channel_control_messages_get_an_answer_or_a_clear_error(message, reply):
+    from roomscribe.web.sessions import Session
+    from roomscribe.web.webrtc import _control
+
+    participant = Session("ctl").join("ann")
+    sent = []
+    participant.send = sent.append
+    _control(participant, message)
+    (answer,) = sent
+    if isinstance(reply, dict):
+        assert answer == reply
+    else:
+        assert answer["type"] == "error" and reply in answer["message"]

@@ -157,19 +157,20 @@ def test_diff_mode_sends_a_snapshot_then_diffs_that_rebuild_the_servers_lines(se
 
 # -- per-stream options -----------------------------------------------------------------------
 
-def test_a_forced_language_is_accepted_and_carried_on_every_line(server, speech_short):
-    conv = talk(server.url, chunks(speech_short.pcm, 3200), query="?language=ko", interval=0.03)
+def _final_lines(url: str, speech, query: str) -> list[dict]:
+    conv = talk(url, chunks(speech.pcm, 3200), query=query, interval=0.03)
     assert_well_formed(conv)
     assert_finished(conv)
-    lines = conv.messages[-2]["lines"]
+    return conv.messages[-2]["lines"]
+
+
+def test_a_forced_language_is_accepted_and_carried_on_every_line(server, speech_short):
+    lines = _final_lines(server.url, speech_short, "?language=ko")
     assert lines and all(line["detected_language"] == "ko" for line in lines)
 
 
 def test_translated_captions_come_out_in_english(server, speech_short):
-    conv = talk(server.url, chunks(speech_short.pcm, 3200), query="?task=translate", interval=0.03)
-    assert_well_formed(conv)
-    assert_finished(conv)
-    lines = conv.messages[-2]["lines"]
+    lines = _final_lines(server.url, speech_short, "?task=translate")
     assert lines and all(line["detected_language"] == "en" for line in lines)
     assert wer(speech_short.text, " ".join(line["text"] for line in lines)) <= 0.25
 

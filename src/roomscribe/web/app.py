@@ -163,7 +163,12 @@ def whisper_task(task: str | None) -> str:
 
 def build_app(config: ServerConfig, worker: EngineWorker) -> web.Application:
     from .asr_socket import asr_socket
-    from .files import FileJobs, openai_transcriptions, openai_translations, transcribe_upload
+    from .files import (
+        FileJobs,
+        openai_transcriptions,
+        openai_translations,
+        transcribe_upload,
+    )
     from .sessions import Sessions
     from .webrtc import add_routes as add_webrtc_routes
 
@@ -215,6 +220,17 @@ def run(config: ServerConfig, worker: EngineWorker) -> None:
           f"auth {'on' if config.api_key else 'off'})", flush=True)
     web.run_app(app, host=config.host, port=config.port, ssl_context=ssl_context(config), print=None,
                 access_log=None)
+
+
+def parse_control(text) -> dict:
+    """A client's JSON control message: an object with a string `type` (ValueError if not)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ValueError("a control message is a JSON object with a 'type'")
+    return data
 
 
 def dumps(obj) -> str:

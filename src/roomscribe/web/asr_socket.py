@@ -14,7 +14,6 @@ transcribed. JSON text frames: `{"type": "set_language", "language": "ko"}`, `{"
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import aiohttp
@@ -24,7 +23,16 @@ from aiohttp import web
 from ..engine import Event
 from ..engine.text import tidy_text
 from ..live import Line, LiveSpeaker, Transcript, whisper_language
-from .app import ASR_CONNECTIONS_KEY, CONFIG_KEY, SESSIONS_KEY, WORKER_KEY, dumps, json_error, stream_config
+from .app import (
+    ASR_CONNECTIONS_KEY,
+    CONFIG_KEY,
+    SESSIONS_KEY,
+    WORKER_KEY,
+    dumps,
+    json_error,
+    parse_control,
+    stream_config,
+)
 from .stream_decoder import StreamDecoder
 
 logger = logging.getLogger("roomscribe.web")
@@ -197,10 +205,9 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
                 if session.decoder_done.is_set() and session.decoder_error:
                     break
             elif msg.type == aiohttp.WSMsgType.TEXT:
-                if _control(session, msg.data) == "stop":
+                if await _text_message(session, msg.data):  # a stop message
                     ended = True
                     break
-                await _reply_control(session, msg.data)
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 logger.info("/asr connection error: %s", ws.exception())
                 break
@@ -225,26 +232,15 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _parse(text: str) -> dict:
-    data = json.loads(text)
-    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        raise ValueError("a text message is a JSON object with a 'type'")
-    return data
-
-
-def _control(session: AsrSession, text: str) -> str | None:
+async def _text_message(session: AsrSession, text: str) -> bool:
+    """Handle a JSON text frame; True when it asks to stop."""
     try:
-        return "stop" if _parse(text)["type"] == "stop" else None
-    except ValueError:
-        return None
-
-
-async def _reply_control(session: AsrSession, text: str) -> None:
-    try:
-        data = _parse(text)
-        if data["type"] == "set_language":
-            session.speaker.set_language(whisper_language(data.get("language")))
-            return
-        raise ValueError(f"unknown message type {data['type']!r} (known: set_language, stop)")
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        data = parse_control(text)
+        if data["type"] == "stop":
+            return True
+        if data["type"] != "set_language":
+            raise ValueError(f"unknown message type {data['type']!r} (known: set_language, stop)")
+        session.speaker.set_language(whisper_language(data.get("language")))
+    except ValueError as exc:
         await session.send({"error": f"bad message: {exc}"})
+    return False

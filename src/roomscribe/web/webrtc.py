@@ -4,14 +4,23 @@ audio into the participant's speech stream, captions back on the data channel.""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import av
 import numpy as np
 from aiohttp import web
 
-from .app import ASR_CONNECTIONS_KEY, CONFIG_KEY, PEERS_KEY, SESSIONS_KEY, WORKER_KEY, dumps, json_error, stream_config
+from .app import (
+    ASR_CONNECTIONS_KEY,
+    CONFIG_KEY,
+    PEERS_KEY,
+    SESSIONS_KEY,
+    WORKER_KEY,
+    dumps,
+    json_error,
+    parse_control,
+    stream_config,
+)
 from .sessions import Participant
 
 logger = logging.getLogger("roomscribe.web")
@@ -133,9 +142,7 @@ def _control(participant: Participant, message) -> None:
 
     reply = participant.send or (lambda _: None)
     try:
-        data = json.loads(message)
-        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-            raise ValueError("a control message is a JSON object with a 'type'")
+        data = parse_control(message)
         if data["type"] == "set_language":
             language = whisper_language(data.get("language"))
             if participant.speaker is not None:
@@ -145,7 +152,7 @@ def _control(participant: Participant, message) -> None:
             reply({"type": "pong", "t": data.get("t")})
         else:
             raise ValueError(f"unknown control message type {data['type']!r}")
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:
         reply({"type": "error", "message": f"bad control message: {exc}"})
 
 
