@@ -51,16 +51,19 @@ def run_variant(runner: WhisperRunner, clips, reencode_for_align: bool = False) 
     finally:
         if reencode_for_align:
             del runner._align
-    return {"ms_per_call": round(1000 * sum(times) / len(times), 1),
-            "wer": round(wer([ref for _, ref in clips], texts), 2)}
+    return {
+        "ms_per_call": round(1000 * sum(times) / len(times), 1),
+        "wer": round(wer([ref for _, ref in clips], texts), 2),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=0, help="use only the first N clips")
     args = ap.parse_args()
-    entries = sorted((e for e in manifest() if e["task"] == "asr" and e.get("reference_text")),
-                     key=lambda e: e["audio"])
+    entries = sorted(
+        (e for e in manifest() if e["task"] == "asr" and e.get("reference_text")), key=lambda e: e["audio"]
+    )
     clips = [(load(e), e["reference_text"]) for e in entries][: args.clips or None]
 
     engine = Engine(EngineConfig(model="base"))

@@ -24,7 +24,7 @@ def manifest() -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def load(entry_or_path) -> "np.ndarray":  # noqa: F821
+def load(entry_or_path) -> np.ndarray:  # noqa: F821
     import soundfile as sf
 
     path = EVAL / (entry_or_path["audio"] if isinstance(entry_or_path, dict) else entry_or_path)
@@ -63,10 +63,14 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
 
 def machine() -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
     cpu = "unknown"
@@ -77,8 +81,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"commit": commit + ("+dirty" if dirty else ""), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {
+        "commit": commit + ("+dirty" if dirty else ""),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def save(name: str, data: dict) -> Path:
@@ -101,8 +110,12 @@ class ChildProcess:
         import psutil
 
         self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-c", "import sys; from roomscribe.cli import main; "
-                                      "sys.exit(main())", *args], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from roomscribe.cli import main; sys.exit(main())", *args],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.ps = psutil.Process(self.proc.pid)
 
     def cpu_seconds(self) -> float:

@@ -1,8 +1,8 @@
 """How many simultaneous tracks one process captions in real time: Whisper base, 1x.
 
 N tracks from ../shared/eval are pushed at 1x in 40 ms frames into one shared engine
-through the process's scheduler (`roomscribe.scheduler.EngineWorker`, as the caption
-bot and the plugin use it), in two shapes:
+through the process's scheduler (`roomscribe.session.scheduler.EngineWorker`, as the caption
+agent and the plugin use it), in two shapes:
 
 - continuous: all N speak without pause (read speech clips back to back, 0.25 s apart,
   each track in its own order);
@@ -59,9 +59,9 @@ class Track:
 
     def say(self, start: float, clip: np.ndarray, text: str) -> None:
         a = int(start * 16000)
-        self.audio[a:a + len(clip)] += clip[: len(self.audio) - a]
+        self.audio[a : a + len(clip)] += clip[: len(self.audio) - a]
         # Unmuted for the turn and a second after it (people mute once they are done).
-        self.live[a // FRAME:(a + len(clip) + 16000) // FRAME + 1] = True
+        self.live[a // FRAME : (a + len(clip) + 16000) // FRAME + 1] = True
         self.texts.append(text)
 
 
@@ -105,13 +105,13 @@ def meeting(n: int, seconds: float, pool, seed: int = 7) -> list[Track]:
 def run_one(shape: str, n: int, mode: str, seconds: float, policy: str, level: int | None = None) -> dict:
     """One run; `level` pins the scheduler's slow-down level (to price each level's accuracy)."""
     from roomscribe.engine import Engine, EngineConfig, EventType, StreamConfig
-    from roomscribe.engine.governor import LEVELS, LagGovernor
-    from roomscribe.scheduler import Drained, EngineWorker
+    from roomscribe.session.governor import LEVELS, LagGovernor
+    from roomscribe.session.scheduler import Drained, EngineWorker
 
     pool = clips()
     tracks = (continuous if shape == "continuous" else meeting)(n, seconds, pool)
     engine = Engine(EngineConfig(model="base", max_batch=8 if mode == "batched" else 1))
-    engine.transcribe(pool[0][0][:16000 * 3], language="en")  # warm-up
+    engine.transcribe(pool[0][0][: 16000 * 3], language="en")  # warm-up
     worker = EngineWorker(engine, LagGovernor(levels=(LEVELS[level],)) if level is not None else None)
     rss_idle = rss_mb()
 
@@ -125,6 +125,7 @@ def run_one(shape: str, n: int, mode: str, seconds: float, policy: str, level: i
             elif getattr(item, "type", None) == EventType.FINAL:
                 finals[i].append((time.monotonic(), item))
             return True
+
         return on_item
 
     config = StreamConfig(policy=policy, language="en")
@@ -145,12 +146,18 @@ def run_one(shape: str, n: int, mode: str, seconds: float, policy: str, level: i
                 continue
             if f == 0 or not track.live[f - 1]:
                 resumed[i].append((pushed[i] / 16000, f * FRAME / 16000))
-            worker.push(handles[i], track.audio[f * FRAME:(f + 1) * FRAME])
+            worker.push(handles[i], track.audio[f * FRAME : (f + 1) * FRAME])
             pushed[i] += FRAME
         if f * FRAME / 16000 >= next_status:
             status = worker.status()
-            timeline.append({"t": round(f * FRAME / 16000, 1), "max_lag": status["max_lag"],
-                             "level": status["level"], "busy": status["busy"]})
+            timeline.append(
+                {
+                    "t": round(f * FRAME / 16000, 1),
+                    "max_lag": status["max_lag"],
+                    "level": status["level"],
+                    "busy": status["busy"],
+                }
+            )
             next_status += 1.0
     ended = time.monotonic()
     for h in handles:
@@ -173,30 +180,45 @@ def run_one(shape: str, n: int, mode: str, seconds: float, policy: str, level: i
     refs = [" ".join(t.texts) for t in tracks if t.texts]
     hyps = [" ".join(e.text for _, e in fs) for t, fs in zip(tracks, finals) if t.texts]
     result = {
-        "shape": shape, "n": n, "mode": mode, "seconds": seconds, "policy": policy, "pinned_level": level,
+        "shape": shape,
+        "n": n,
+        "mode": mode,
+        "seconds": seconds,
+        "policy": policy,
+        "pinned_level": level,
         "finals": len(values),
-        "p50": percentile(values, 50), "p90": percentile(values, 90), "max": max(values, default=None),
-        "first_third_p50": percentile(first, 50), "last_third_p50": percentile(last, 50),
-        "first_third_p90": percentile(first, 90), "last_third_p90": percentile(last, 90),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "max": max(values, default=None),
+        "first_third_p50": percentile(first, 50),
+        "last_third_p50": percentile(last, 50),
+        "first_third_p90": percentile(first, 90),
+        "last_third_p90": percentile(last, 90),
         "max_lag_p90": percentile([s["max_lag"] for s in timeline], 90),
         "max_level": max((s["level"] for s in timeline), default=0),
         "busy_mean": round(float(np.mean([s["busy"] for s in timeline])), 3) if timeline else None,
         "wer": round(wer(refs, hyps), 2) if refs else None,
         "model_calls": engine.runner.calls - calls0,
         "decodes": sum(h.stream.decodes for h in handles if h.stream is not None),
-        "drained": all_drained, "drain_seconds": round(drain_seconds, 2),
-        "rss_idle_mb": round(rss_idle, 1), "rss_end_mb": round(rss_end, 1),
+        "drained": all_drained,
+        "drain_seconds": round(drain_seconds, 2),
+        "rss_idle_mb": round(rss_idle, 1),
+        "rss_end_mb": round(rss_end, 1),
         "timeline": timeline,
     }
     for key, value in result.items():
         if isinstance(value, float):
             result[key] = round(value, 3)
-    result["per_track"] = [{"wer": round(wer([r], [h]), 2), "reference": r, "captions": h}
-                           for r, h in zip(refs, hyps)]
+    result["per_track"] = [{"wer": round(wer([r], [h]), 2), "reference": r, "captions": h} for r, h in zip(refs, hyps)]
     result["windows_per_call"] = round(result["decodes"] / max(1, result["model_calls"]), 2)
     growth = (result["last_third_p50"] or 0) - (result["first_third_p50"] or 0)
-    result["passed"] = bool(values and result["p90"] <= P90_BOUND and growth <= GROWTH_BOUND
-                            and all_drained and drain_seconds <= DRAIN_BOUND)
+    result["passed"] = bool(
+        values
+        and result["p90"] <= P90_BOUND
+        and growth <= GROWTH_BOUND
+        and all_drained
+        and drain_seconds <= DRAIN_BOUND
+    )
     return result
 
 
@@ -230,26 +252,41 @@ def main() -> None:
     ap.add_argument("--policy", default="localagreement")
     ap.add_argument("--one", nargs=3, metavar=("SHAPE", "N", "MODE"))
     ap.add_argument("--level", type=int, help="with --one: pin the slow-down level")
-    ap.add_argument("--price-levels", type=int, default=2, metavar="N",
-                    help="also run N continuous speakers at each pinned level (0: skip)")
+    ap.add_argument(
+        "--price-levels",
+        type=int,
+        default=2,
+        metavar="N",
+        help="also run N continuous speakers at each pinned level (0: skip)",
+    )
     args = ap.parse_args()
     if args.one:
         shape, n, mode = args.one
         print(json.dumps(run_one(shape, int(n), mode, args.seconds, args.policy, args.level)))
         return
 
-    summary: dict = {"machine": machine(), "model": "base int8", "seconds": args.seconds,
-                     "policy": args.policy, "runs": [], "largest_passing": {}, "rss_per_stream_mb": {}}
+    summary: dict = {
+        "machine": machine(),
+        "model": "base int8",
+        "seconds": args.seconds,
+        "policy": args.policy,
+        "runs": [],
+        "largest_passing": {},
+        "rss_per_stream_mb": {},
+    }
     for shape in ("continuous", "meeting"):
         for mode in args.modes.split(","):
             runs, failures = [], 0
             for n in [int(x) for x in getattr(args, shape).split(",") if x]:
                 r = child(shape, n, mode, args.seconds, args.policy)
                 runs.append(r)
-                print(f"{shape:10} {mode:9} N={n:2}: p50 {r['p50']} p90 {r['p90']} (thirds {r['first_third_p50']}"
-                      f" -> {r['last_third_p50']}) lag p90 {r['max_lag_p90']} level {r['max_level']}"
-                      f" WER {r['wer']} windows/call {r['windows_per_call']} drain {r['drain_seconds']}"
-                      f" RSS {r['rss_end_mb']} {'PASS' if r['passed'] else 'fail'}", flush=True)
+                print(
+                    f"{shape:10} {mode:9} N={n:2}: p50 {r['p50']} p90 {r['p90']} (thirds {r['first_third_p50']}"
+                    f" -> {r['last_third_p50']}) lag p90 {r['max_lag_p90']} level {r['max_level']}"
+                    f" WER {r['wer']} windows/call {r['windows_per_call']} drain {r['drain_seconds']}"
+                    f" RSS {r['rss_end_mb']} {'PASS' if r['passed'] else 'fail'}",
+                    flush=True,
+                )
                 failures += not r["passed"]
                 if failures >= 2:
                     break
@@ -258,14 +295,16 @@ def main() -> None:
             summary["largest_passing"][f"{shape}/{mode}"] = max(passing, default=0)
             summary["rss_per_stream_mb"][f"{shape}/{mode}"] = rss_slope(runs)
     if args.price_levels:  # what each slow-down level costs in accuracy and latency
-        from roomscribe.engine.governor import LEVELS
+        from roomscribe.session.governor import LEVELS
 
         summary["levels"] = []
         for level in range(len(LEVELS)):
             r = child("continuous", args.price_levels, "batched", args.seconds, args.policy, level)
             summary["levels"].append({k: r[k] for k in ("pinned_level", "n", "p50", "p90", "wer")})
-            print(f"pinned level {level}, {args.price_levels} continuous: p50 {r['p50']} p90 {r['p90']} "
-                  f"WER {r['wer']}", flush=True)
+            print(
+                f"pinned level {level}, {args.price_levels} continuous: p50 {r['p50']} p90 {r['p90']} WER {r['wer']}",
+                flush=True,
+            )
     path = save(f"concurrency-{args.policy}", summary)
     print(json.dumps({k: summary[k] for k in ("largest_passing", "rss_per_stream_mb")}, indent=2))
     print(f"saved {path}")

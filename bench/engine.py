@@ -17,10 +17,10 @@ import json
 import math
 import time
 
-
 import common
+
 from roomscribe.engine import Engine, EngineConfig, EventType, StreamConfig
-from roomscribe.simulation import simulate
+from roomscribe.engine.simulation import simulate
 from roomscribe.stats import percentile
 
 LONGFORM = "longform/en_longform_lj003_5min.flac"
@@ -45,8 +45,11 @@ def part_wer(engine, policies, clock) -> dict:
             hyps.append(streaming_text(res))
             compute += res.compute_seconds
         w = common.wer(refs, hyps)
-        out[policy] = {"wer": round(w, 2), "delta_vs_offline": round(w - out["offline"]["wer"], 2),
-                       "rtf": round(compute / out["audio_seconds"], 3)}
+        out[policy] = {
+            "wer": round(w, 2),
+            "delta_vs_offline": round(w - out["offline"]["wer"], 2),
+            "rtf": round(compute / out["audio_seconds"], 3),
+        }
         print(f"{policy}: streaming WER {w:.2f}% (offline {out['offline']['wer']:.2f}%)", flush=True)
     return out
 
@@ -81,13 +84,18 @@ def part_latency(engine, policies, clock) -> dict:
         shown = [e for e in res.events if e.type in (EventType.INTERIM, EventType.FINAL) and e.text]
         stable = _interim_stability(res)
         out[policy] = {
-            "sentences": len(values), "of": len(turns),
-            "p50": round(percentile(values, 50), 2), "p90": round(percentile(values, 90), 2),
+            "sentences": len(values),
+            "of": len(turns),
+            "p50": round(percentile(values, 50), 2),
+            "p90": round(percentile(values, 90), 2),
             "max": round(max(values), 2),
-            "first_third_p50": round(percentile(first, 50), 2), "last_third_p50": round(percentile(last, 50), 2),
-            "word_p50": round(percentile(word_lat, 50), 2), "word_p90": round(percentile(word_lat, 90), 2),
+            "first_third_p50": round(percentile(first, 50), 2),
+            "last_third_p50": round(percentile(last, 50), 2),
+            "word_p50": round(percentile(word_lat, 50), 2),
+            "word_p90": round(percentile(word_lat, 90), 2),
             "first_interim": round(shown[0].emitted_at - speech_start, 2) if shown else None,
-            "rtf": round(res.rtf, 3), "decodes": res.decodes,
+            "rtf": round(res.rtf, 3),
+            "decodes": res.decodes,
             "wer": round(common.wer([entry["reference_text"]], [streaming_text(res)]), 2),
             "interim_rewrites_per_word": stable,
         }
@@ -109,7 +117,7 @@ def _interim_stability(result) -> float:
             changes += len(last) - common_prefix if len(words) >= common_prefix else 0
             last = words
         elif e.type is EventType.FINAL:
-            last = last[len(e.words):]
+            last = last[len(e.words) :]
     finals = sum(len(e.words) for e in result.finals())
     return round(changes / max(finals, 1), 3)
 
@@ -126,8 +134,10 @@ def part_nonspeech(engine, policies, clock) -> dict:
         out[policy] = {"words": sum(v["words"] for v in per_file.values()), "per_file": per_file}
         print(f"{policy}: {out[policy]['words']} words on nonspeech", flush=True)
     offline = {e["audio"]: engine.transcribe(common.load(e)).text for e in entries}
-    out["offline"] = {"words": sum(len(t.split()) for t in offline.values()),
-                      "per_file": {k: v for k, v in offline.items() if v}}
+    out["offline"] = {
+        "words": sum(len(t.split()) for t in offline.values()),
+        "per_file": {k: v for k, v in offline.items() if v},
+    }
     print(f"offline: {out['offline']['words']} words on nonspeech", flush=True)
     return out
 
@@ -142,16 +152,18 @@ def part_memory(engine, policies, clock) -> dict:
         peak = rss[0]
         for _ in range(3):
             for i in range(0, len(audio), chunk):
-                stream.push(audio[i:i + chunk])
+                stream.push(audio[i : i + chunk])
                 while stream.ready():
                     engine.step([stream])
                 if i % (chunk * 500) == 0:
                     peak = max(peak, common.rss_mb())
             rss.append(common.rss_mb())
             peak = max(peak, rss[-1])
-        out[policy] = {"rss_mb_after_load_and_each_pass": [round(x, 1) for x in rss],
-                       "peak_rss_mb": round(peak, 1),
-                       "growth_pass1_to_pass3_pct": round(100 * (rss[3] - rss[1]) / rss[1], 2)}
+        out[policy] = {
+            "rss_mb_after_load_and_each_pass": [round(x, 1) for x in rss],
+            "peak_rss_mb": round(peak, 1),
+            "growth_pass1_to_pass3_pct": round(100 * (rss[3] - rss[1]) / rss[1], 2),
+        }
         print(f"memory ({policy}): {out[policy]}", flush=True)
     return out
 
@@ -161,13 +173,16 @@ def main() -> None:
     ap.add_argument("--policies", nargs="+", default=["localagreement", "alignatt"])
     ap.add_argument("--parts", nargs="+", default=["wer", "latency", "nonspeech", "memory"])
     ap.add_argument("--model", default="base")
-    ap.add_argument("--clock", default="realtime", choices=["realtime", "aware"],
-                    help="clock for the latency part (others use 'aware': 1x with compute counted)")
+    ap.add_argument(
+        "--clock",
+        default="realtime",
+        choices=["realtime", "aware"],
+        help="clock for the latency part (others use 'aware': 1x with compute counted)",
+    )
     ap.add_argument("--name", default=None, help="result file name (bench/results/NAME.json)")
     args = ap.parse_args()
     engine = Engine(EngineConfig(model=args.model))
-    report = {"machine": common.machine(), "model": args.model, "compute_type": "int8",
-              "policies": args.policies}
+    report = {"machine": common.machine(), "model": args.model, "compute_type": "int8", "policies": args.policies}
     parts = {"wer": part_wer, "latency": part_latency, "nonspeech": part_nonspeech, "memory": part_memory}
     for name in args.parts:
         clock = args.clock if name == "latency" else "aware"

@@ -55,8 +55,8 @@ from common import EVAL, ROOT, ChildProcess, load, machine, normalize, save, wer
 
 sys.path.insert(0, str(ROOT / "tests"))
 import browser
-from emulator import netns
 
+from emulator import netns
 from roomscribe.stats import percentile
 
 AUDIO = "longform/en_longform_lj003_5min.flac"
@@ -75,8 +75,9 @@ class Server(ChildProcess):
 
     def __init__(self, port: int, model: str, compute_type: str, policy: str, log: Path):
         self.url = f"http://127.0.0.1:{port}"
-        super().__init__(["serve", "--port", str(port), "--model", model, "--compute-type", compute_type,
-                          "--policy", policy], log)
+        super().__init__(
+            ["serve", "--port", str(port), "--model", model, "--compute-type", compute_type, "--policy", policy], log
+        )
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -111,8 +112,10 @@ def committed_words(log: list[dict], t0_ms: float) -> list[dict]:
             keep += 1
         at = (entry["at"] - t0_ms) / 1000.0
         del have[keep:]
-        have += [{"segment_id": msg["segment_id"], "index": i, "text": w, "arrival": at, "msg": msg}
-                 for i, w in enumerate(words[keep:], start=keep)]
+        have += [
+            {"segment_id": msg["segment_id"], "index": i, "text": w, "arrival": at, "msg": msg}
+            for i, w in enumerate(words[keep:], start=keep)
+        ]
     out = []
     for seg in sorted(segments.values(), key=lambda s: s["start"]):
         out += seg["words"]
@@ -150,8 +153,14 @@ def sentence_latencies(turns: list[dict], words: list[dict]) -> tuple[list[dict]
         row = {"sentence": i, "end": turn["end"], "text": turn["text"]}
         if last is not None:
             word = words[aligned[last]]
-            row.update(word=word["text"], exact_last=last == mine[-1], arrival=word["arrival"],
-                       latency=word["arrival"] - turn["end"], segment_id=word["segment_id"], index=word["index"])
+            row.update(
+                word=word["text"],
+                exact_last=last == mine[-1],
+                arrival=word["arrival"],
+                latency=word["arrival"] - turn["end"],
+                segment_id=word["segment_id"],
+                index=word["index"],
+            )
         rows.append(row)
     return rows, aligned
 
@@ -168,9 +177,13 @@ def word_ends(segments: list[dict]) -> dict[tuple[str, int], float]:
 
 
 def stats(values: list[float]) -> dict:
-    return {"n": len(values), "p50": percentile(values, 50), "p90": percentile(values, 90),
-            "mean": float(np.mean(values)) if values else float("nan"),
-            "max": max(values) if values else float("nan")}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "mean": float(np.mean(values)) if values else float("nan"),
+        "max": max(values) if values else float("nan"),
+    }
 
 
 def run(args) -> dict:
@@ -216,10 +229,12 @@ def run(args) -> dict:
                     progress.last = now
                     tail = browser.page_text(p, final_only=False)[-70:]
                     print(f"  {(now - t0) / 1000:6.1f} s  {p['status']}  {p['lag']}  …{tail}", flush=True)
+
             progress.last = t0
             left = seconds + 1.0 - (time.time() * 1000 - t0) / 1000
-            browser.wait_until_settled(driver, at_least=max(0.0, left), quiet=3.0, timeout=max(0.0, left) + 120,
-                                       progress=progress)
+            browser.wait_until_settled(
+                driver, at_least=max(0.0, left), quiet=3.0, timeout=max(0.0, left) + 120, progress=progress
+            )
             browser.stop_microphone(driver)  # the server captions the last words and sends the finals
             page = browser.wait_until_settled(driver, at_least=1.0, quiet=3.0, timeout=60)
             wall = time.monotonic() - wall0
@@ -243,12 +258,18 @@ def report(args, turns, seconds, t0, page, log, transcript, server_cpu, chrome_c
 
     # Session clock -> file clock: the sentence ends against the transcript's word ends.
     ends = word_ends(transcript)
-    offsets = [s["end"] - ends[(s["segment_id"], s["index"])] for s in measured
-               if s["exact_last"] and (s["segment_id"], s["index"]) in ends]
+    offsets = [
+        s["end"] - ends[(s["segment_id"], s["index"])]
+        for s in measured
+        if s["exact_last"] and (s["segment_id"], s["index"]) in ends
+    ]
     offset = float(np.median(offsets)) if offsets else connected
 
-    word_lat = [w["arrival"] - (ends[(w["segment_id"], w["index"])] + offset) for w in words
-                if (w["segment_id"], w["index"]) in ends]
+    word_lat = [
+        w["arrival"] - (ends[(w["segment_id"], w["index"])] + offset)
+        for w in words
+        if (w["segment_id"], w["index"]) in ends
+    ]
     seen: dict[str, int] = {}
     msg_lat, server_lag = [], []
     for entry in captions:
@@ -265,13 +286,20 @@ def report(args, turns, seconds, t0, page, log, transcript, server_cpu, chrome_c
     heard = browser.page_text(page)
     result = {
         "machine": {**machine(), "load_before": [round(x, 2) for x in load_before]},
-        "model": args.model, "compute_type": args.compute_type, "policy": args.policy,
+        "model": args.model,
+        "compute_type": args.compute_type,
+        "policy": args.policy,
         "browser": "headless Chromium (fake microphone from the file), WebRTC to `roomscribe serve`",
-        "audio": AUDIO, "seconds": round(seconds, 2), "sentences": len(turns),
-        "clock": ("file time = (arrival - captureStartedAt)/1000: Chromium's fake microphone starts the file "
-                  "when getUserMedia opens it; session time + offset = file time, offset = median over "
-                  "sentences of (sentence end in .turns.json - transcript end of its last word)"),
-        "connected_s": connected, "session_to_file_offset_s": offset,
+        "audio": AUDIO,
+        "seconds": round(seconds, 2),
+        "sentences": len(turns),
+        "clock": (
+            "file time = (arrival - captureStartedAt)/1000: Chromium's fake microphone starts the file "
+            "when getUserMedia opens it; session time + offset = file time, offset = median over "
+            "sentences of (sentence end in .turns.json - transcript end of its last word)"
+        ),
+        "connected_s": connected,
+        "session_to_file_offset_s": offset,
         "offset_spread_s": [percentile(offsets, 10), percentile(offsets, 90)] if offsets else None,
         "sentence_latency_s": stats([s["latency"] for s in measured]),
         "sentences_measured": len(measured),
@@ -281,11 +309,17 @@ def report(args, turns, seconds, t0, page, log, transcript, server_cpu, chrome_c
         "first_caption_after_speech_s": first_at - turns[0]["start"],
         "first_caption_at_s": first_at,
         "wer_percent": wer([said], [heard]),
-        "words_reference": len(normalize(said).split()), "words_page": len(normalize(heard).split()),
-        "caption_messages": len(captions), "lines": len(page["lines"]),
-        "server_cpu_cores": server_cpu, "chromium_cpu_seconds": chrome_cpu, "wall_s": wall,
-        "per_sentence": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()
-                          if k not in ("segment_id", "index")} for s in sentences],
+        "words_reference": len(normalize(said).split()),
+        "words_page": len(normalize(heard).split()),
+        "caption_messages": len(captions),
+        "lines": len(page["lines"]),
+        "server_cpu_cores": server_cpu,
+        "chromium_cpu_seconds": chrome_cpu,
+        "wall_s": wall,
+        "per_sentence": [
+            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items() if k not in ("segment_id", "index")}
+            for s in sentences
+        ],
         "page_text": heard,
     }
     return result
@@ -293,12 +327,17 @@ def report(args, turns, seconds, t0, page, log, transcript, server_cpu, chrome_c
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=0, help="play only the first S seconds (cut at a sentence end)")
+    parser.add_argument(
+        "--seconds", type=float, default=0, help="play only the first S seconds (cut at a sentence end)"
+    )
     parser.add_argument("--model", default="base")
     parser.add_argument("--compute-type", default="int8")
     parser.add_argument("--policy", default="localagreement", choices=["localagreement", "alignatt"])
-    parser.add_argument("--out", default="page-latency",
-                        help="result name under bench/results/ (.json added), or a path ending in .json")
+    parser.add_argument(
+        "--out",
+        default="page-latency",
+        help="result name under bench/results/ (.json added), or a path ending in .json",
+    )
     args = parser.parse_args()
     result = run(args)
     if args.out.endswith(".json"):
@@ -310,19 +349,27 @@ def main() -> None:
 
     def line(name: str, s: dict) -> str:
         return f"{name:34s} p50 {s['p50']:5.2f}  p90 {s['p90']:5.2f}  max {s['max']:5.2f}  (n={s['n']})"
+
     m = result["machine"]
-    print(f"\n{m['cpu']} x{m['cores']}, commit {m['commit']}, load before {m['load_before']}; "
-          f"model {args.model} {args.compute_type}, {args.policy}")
-    print(f"{result['seconds']:.1f} s of {AUDIO}; connected {result['connected_s']:.2f} s after capture; "
-          f"session->file offset {result['session_to_file_offset_s']:.2f} s")
-    print(line("sentence end -> committed (file)", result["sentence_latency_s"])
-          + f"  of {result['sentences']} sentences")
+    print(
+        f"\n{m['cpu']} x{m['cores']}, commit {m['commit']}, load before {m['load_before']}; "
+        f"model {args.model} {args.compute_type}, {args.policy}"
+    )
+    print(
+        f"{result['seconds']:.1f} s of {AUDIO}; connected {result['connected_s']:.2f} s after capture; "
+        f"session->file offset {result['session_to_file_offset_s']:.2f} s"
+    )
+    print(
+        line("sentence end -> committed (file)", result["sentence_latency_s"]) + f"  of {result['sentences']} sentences"
+    )
     print(line("word end -> committed", result["word_latency_s"]))
     print(line("caption msg (arrival - end)", result["message_latency_s"]))
     print(line("server-reported lag", result["server_lag_s"]))
-    print(f"first caption {result['first_caption_after_speech_s']:.2f} s after speech began; "
-          f"WER {result['wer_percent']:.1f}% ({result['words_page']}/{result['words_reference']} words); "
-          f"server CPU {result['server_cpu_cores']:.2f} cores, Chromium {result['chromium_cpu_seconds']:.0f} CPU-s")
+    print(
+        f"first caption {result['first_caption_after_speech_s']:.2f} s after speech began; "
+        f"WER {result['wer_percent']:.1f}% ({result['words_page']}/{result['words_reference']} words); "
+        f"server CPU {result['server_cpu_cores']:.2f} cores, Chromium {result['chromium_cpu_seconds']:.0f} CPU-s"
+    )
     print(f"saved {path}")
 
 

@@ -27,12 +27,10 @@ import sys
 import time
 
 import numpy as np
-
 from common import EVAL, ROOT, ChildProcess, load, machine, save, wer
 
 sys.path.insert(0, str(ROOT / "tests"))
 from emulator import netns  # noqa: E402
-
 from roomscribe.stats import percentile  # noqa: E402
 
 MIX = "meetings/mixed/mtg_en_7spk.flac"
@@ -57,7 +55,7 @@ def turn_latencies(turns: list[dict], finals: list, started_at: float) -> list[t
     out = []
     for i, turn in enumerate(turns):
         begin = started_at + turn["start"]
-        later = [t for t in turns[i + 1:] if t["speaker"] == turn["speaker"]]
+        later = [t for t in turns[i + 1 :] if t["speaker"] == turn["speaker"]]
         until = started_at + later[0]["start"] if later else float("inf")
         mine = [f.done_at for f in finals if begin < f.done_at <= until]
         if mine:
@@ -69,8 +67,15 @@ class BotProcess(ChildProcess):
     """`roomscribe start` against the emulator, and its CPU use."""
 
     def __init__(self, url: str, policy: str):
-        env = dict(os.environ, LIVEKIT_URL=url, LIVEKIT_API_KEY=API_KEY, LIVEKIT_API_SECRET=API_SECRET,
-                   ROOMSCRIBE_HEALTH_PORT="0", ROOMSCRIBE_POLICY=policy, ROOMSCRIBE_EMPTY_TIMEOUT="5")
+        env = dict(
+            os.environ,
+            LIVEKIT_URL=url,
+            LIVEKIT_API_KEY=API_KEY,
+            LIVEKIT_API_SECRET=API_SECRET,
+            ROOMSCRIBE_HEALTH_PORT="0",
+            ROOMSCRIBE_POLICY=policy,
+            ROOMSCRIBE_EMPTY_TIMEOUT="5",
+        )
         super().__init__(["start"], ROOT / "bench" / "room-bot.log", env=env)  # its rooms run on its threads
         self.peak_rss = 0.0
 
@@ -80,6 +85,7 @@ class BotProcess(ChildProcess):
 
 async def run(policy: str, seconds: float) -> dict:
     import psutil
+
     from emulator import Emulator
 
     turns = [t for t in json.loads(TURNS.read_text()) if t["end"] <= seconds]
@@ -128,8 +134,13 @@ def report(emu, speakers, turns, policy, seconds, cpu, peak_rss, max_lag) -> dic
         everyone += lat
         said = " ".join(t["text"] for t in mine if t["text"])
         heard = " ".join(f.text for f in sorted(finals, key=lambda f: f.done_at))
-        row = {"turns": len(mine), "turns_with_final": len(lat), "finals": len(finals),
-               "latency_p50": percentile(lat, 50), "latency_p90": percentile(lat, 90)}
+        row = {
+            "turns": len(mine),
+            "turns_with_final": len(lat),
+            "finals": len(finals),
+            "latency_p50": percentile(lat, 50),
+            "latency_p90": percentile(lat, 90),
+        }
         row["captions"] = heard
         if said:
             row["wer"] = wer([said], [heard])
@@ -137,12 +148,21 @@ def report(emu, speakers, turns, policy, seconds, cpu, peak_rss, max_lag) -> dic
             hyps.append(heard)
         per_speaker[name] = row
     return {
-        "machine": machine(), "model": os.environ.get("ROOMSCRIBE_MODEL", "base"), "policy": policy,
-        "audio": MIX, "seconds": seconds, "speakers": len(speakers),
-        "latency_p50": percentile(everyone, 50), "latency_p90": percentile(everyone, 90),
-        "turns_measured": len(everyone), "turns": len(turns),
-        "wer": wer(refs, hyps), "bot_cpu_cores": cpu, "bot_peak_rss_mb": peak_rss,
-        "emulator_max_frame_lag_s": max_lag, "per_speaker": per_speaker,
+        "machine": machine(),
+        "model": os.environ.get("ROOMSCRIBE_MODEL", "base"),
+        "policy": policy,
+        "audio": MIX,
+        "seconds": seconds,
+        "speakers": len(speakers),
+        "latency_p50": percentile(everyone, 50),
+        "latency_p90": percentile(everyone, 90),
+        "turns_measured": len(everyone),
+        "turns": len(turns),
+        "wer": wer(refs, hyps),
+        "bot_cpu_cores": cpu,
+        "bot_peak_rss_mb": peak_rss,
+        "emulator_max_frame_lag_s": max_lag,
+        "per_speaker": per_speaker,
     }
 
 
@@ -155,8 +175,12 @@ def main() -> None:
     path = save(f"room-{args.policy}", result)
     print(json.dumps({k: v for k, v in result.items() if k != "per_speaker"}, indent=2))
     for name, row in result["per_speaker"].items():
-        print(f"{name:16s} " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in row.items() if k != "captions"))
+        print(
+            f"{name:16s} "
+            + " ".join(
+                f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "captions"
+            )
+        )
     print(f"saved {path}")
 
 

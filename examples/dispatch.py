@@ -39,8 +39,9 @@ def caption_metadata(args: argparse.Namespace) -> str:
 
 async def start(args: argparse.Namespace) -> None:
     async with api.LiveKitAPI() as lk:
-        dispatch = await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(
-            agent_name=AGENT_NAME, room=args.room, metadata=caption_metadata(args)))
+        dispatch = await lk.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(agent_name=AGENT_NAME, room=args.room, metadata=caption_metadata(args))
+        )
         print(f"captions requested for room {args.room!r} (dispatch {dispatch.id})")
 
 
@@ -59,12 +60,14 @@ async def stop(args: argparse.Namespace) -> None:
 
 
 def token(args: argparse.Namespace) -> None:
-    grant = api.VideoGrants(room_join=True, room=args.room, can_publish=True, can_subscribe=True,
-                            can_publish_data=True)
+    grant = api.VideoGrants(room_join=True, room=args.room, can_publish=True, can_subscribe=True, can_publish_data=True)
     tok = api.AccessToken().with_identity(args.identity).with_name(args.identity).with_grants(grant)
     if args.captions:
-        tok = tok.with_room_config(api.RoomConfiguration(agents=[
-            api.RoomAgentDispatch(agent_name=AGENT_NAME, metadata=caption_metadata(args))]))
+        tok = tok.with_room_config(
+            api.RoomConfiguration(
+                agents=[api.RoomAgentDispatch(agent_name=AGENT_NAME, metadata=caption_metadata(args))]
+            )
+        )
     print(tok.to_jwt())
 
 

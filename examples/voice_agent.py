@@ -13,6 +13,7 @@ drive turn taking (`turn_detection="stt"`) and no second VAD model is loaded.
 from __future__ import annotations
 
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli
+
 from livekit.plugins import roomscribe
 
 MODEL = "base"  # or "tiny.en" for speed, or a CTranslate2 Whisper directory

@@ -1,17 +1,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-ROOT = Path(__file__).resolve().parent.parent
-EVAL = Path(os.environ.get("ROOMSCRIBE_EVAL", ROOT.parent / "shared" / "eval"))
+from support.speech import EVAL
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +23,6 @@ def manifest(eval_dir) -> dict[str, dict]:
     return {e["audio"]: e for e in map(json.loads, filter(None, lines))}
 
 
-def read_audio(path: Path) -> np.ndarray:
-    audio, sr = sf.read(path, dtype="float32")
-    assert sr == 16000
-    return audio
-
-
 @pytest.fixture(scope="session")
 def engine():
     from roomscribe.engine import Engine
@@ -46,9 +36,20 @@ def espeak_wav(tmp_path_factory) -> Path:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
     out = tmp_path_factory.mktemp("speech") / "hello.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out),
-                    "The quick brown fox jumps over the lazy dog. Captions should appear quickly."],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            "en-us",
+            "-s",
+            "150",
+            "-w",
+            str(out),
+            "The quick brown fox jumps over the lazy dog. Captions should appear quickly.",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -73,29 +74,3 @@ def emulator_host() -> str:
         pytest.skip(f"no private network namespace for WebRTC: {netns.reason}")
     return host
 
-
-def said_so_far_wer(reference: str, hypothesis: str) -> tuple[float, float]:
-    """For speech cut off part-way: WER of the hypothesis against as many of the reference's
-    first words as it has, and the share of the reference it covers."""
-    import jiwer
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    normalize = EnglishTextNormalizer()
-    ref, hyp = normalize(reference).split(), normalize(hypothesis).split()
-    if not hyp:
-        return 1.0, 0.0
-    return jiwer.wer(" ".join(ref[: len(hyp)]), " ".join(hyp)), len(hyp) / len(ref)
-
-
-@pytest.fixture(scope="session")
-def server(engine):
-    """`roomscribe serve` on loopback (no key), shared by the server tests."""
-    from serving import running_server
-
-    with running_server(engine) as running:
-        yield running
-
-
-# Fixtures of the server tests, shared by their modules.
-from upload_support import clip, encoded, two_sentences  # noqa: E402, F401, I001
-from asr_support import speech_long, speech_mid, speech_short  # noqa: E402, F401, I001

@@ -1,15 +1,29 @@
-"""Decode audio files and bytes to 16 kHz mono float32 with PyAV."""
+"""The one way from any input to what the engine takes: 16 kHz mono float32 samples.
+
+- files and uploaded bytes: `load_audio` (PyAV; uploads only in `ACCEPTED_FORMATS`, chosen
+  from their first bytes by `sniff_format`);
+- a compressed stream arriving in pieces (a browser's MediaRecorder WebM/Opus, Ogg, MP4):
+  `StreamDecoder`;
+- frames of a live track, in order (WebRTC frames from aiortc, LiveKit `AudioFrame`s, raw
+  PCM s16le): `FrameConverter`.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 import os
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from .engine.pcm import SAMPLE_RATE
+
+logger = logging.getLogger("roomscribe.audio")
 
 
 class AudioFileError(ValueError):
@@ -27,7 +41,7 @@ class TooLongError(AudioFileError):
 # Client uploads are opened only with these demuxers, chosen from the first bytes: letting
 # ffmpeg probe any demuxer would let a playlist (hls, concat) make it open other files or URLs.
 ACCEPTED_FORMATS = ("wav", "mp3", "m4a", "mp4", "flac", "ogg", "webm")
-_DEMUXER = {"wav": "wav", "mp3": "mp3", "mp4": "mp4", "flac": "flac", "ogg": "ogg", "webm": "matroska"}
+DEMUXERS = {"wav": "wav", "mp3": "mp3", "mp4": "mp4", "flac": "flac", "ogg": "ogg", "webm": "matroska"}
 
 
 def sniff_format(head: bytes, frame_sync: bool = True) -> str | None:
@@ -49,9 +63,13 @@ def sniff_format(head: bytes, frame_sync: bool = True) -> str | None:
     return None
 
 
-def load_audio(source: str | os.PathLike | bytes | BinaryIO, sample_rate: int = SAMPLE_RATE,
-               max_seconds: float | None = None, name: str | None = None,
-               untrusted: bool = False) -> np.ndarray:
+def load_audio(
+    source: str | os.PathLike | bytes | BinaryIO,
+    sample_rate: int = SAMPLE_RATE,
+    max_seconds: float | None = None,
+    name: str | None = None,
+    untrusted: bool = False,
+) -> np.ndarray:
     """Decode an audio/video file to mono float32 samples. A local path may be any container
     ffmpeg reads; `untrusted` bytes (uploads) only one of `ACCEPTED_FORMATS`."""
     import av
@@ -80,9 +98,10 @@ def load_audio(source: str | os.PathLike | bytes | BinaryIO, sample_rate: int = 
         opener.seek(0)
         kind = sniff_format(head)
         if kind is None:
-            raise UnsupportedFormatError(f"{label}: not a supported audio format "
-                                         f"(accepted: {', '.join(ACCEPTED_FORMATS)})")
-        demuxer = _DEMUXER[kind]
+            raise UnsupportedFormatError(
+                f"{label}: not a supported audio format (accepted: {', '.join(ACCEPTED_FORMATS)})"
+            )
+        demuxer = DEMUXERS[kind]
     try:
         container = av.open(opener, mode="r", format=demuxer)
     except (av.FFmpegError, ValueError, OSError) as exc:
@@ -91,7 +110,7 @@ def load_audio(source: str | os.PathLike | bytes | BinaryIO, sample_rate: int = 
         if not container.streams.audio:
             raise AudioFileError(f"{label}: contains no audio stream")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        resampler = _resampler(sample_rate)
         chunks: list[np.ndarray] = []
         total = 0
         limit = int(max_seconds * sample_rate) if max_seconds else None
@@ -122,3 +141,156 @@ def load_audio(source: str | os.PathLike | bytes | BinaryIO, sample_rate: int = 
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:160]
+
+
+def _resampler(rate: int = SAMPLE_RATE):
+    import av
+
+    return av.AudioResampler(format="flt", layout="mono", rate=rate)
+
+
+def _samples(frames) -> np.ndarray:
+    chunks = [out.to_ndarray().reshape(-1) for out in frames]
+    if not chunks:
+        return np.zeros(0, np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def pcm16_to_float(data: bytes | np.ndarray) -> np.ndarray:
+    """PCM s16le samples as float32 in [-1, 1]."""
+    samples = np.frombuffer(data, dtype="<i2") if isinstance(data, bytes | bytearray | memoryview) else data
+    return samples.astype(np.float32) / 32768.0
+
+
+class FrameConverter:
+    """A live track's frames, in order, as 16 kHz mono float32. One per track: resampling
+    keeps state from frame to frame. Channels are averaged into one."""
+
+    def __init__(self):
+        self._resampler = None
+        self._rate: int | None = None
+
+    def pcm(self, data: bytes | memoryview | np.ndarray, sample_rate: int, channels: int = 1) -> np.ndarray:
+        """Interleaved PCM s16le (a LiveKit `AudioFrame`'s data, a raw PCM chunk)."""
+        if channels < 1:
+            raise ValueError(f"a frame needs at least one channel, not {channels}")
+        if sample_rate <= 0:
+            raise ValueError(f"bad sample rate {sample_rate}")
+        samples = np.frombuffer(data, dtype="<i2") if not isinstance(data, np.ndarray) else data
+        if len(samples) % channels:
+            raise ValueError(f"{len(samples)} samples do not split into {channels} channels")
+        if channels > 1:
+            mono = pcm16_to_float(samples).reshape(-1, channels).mean(axis=1, dtype=np.float32)
+        else:
+            mono = pcm16_to_float(samples)
+        return self.mono(mono, sample_rate)
+
+    def mono(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Mono float32 samples at any rate."""
+        if sample_rate == SAMPLE_RATE:
+            return samples.astype(np.float32, copy=False)
+        import av
+
+        frame = av.AudioFrame.from_ndarray(
+            samples.astype(np.float32, copy=False).reshape(1, -1), format="flt", layout="mono"
+        )
+        frame.sample_rate = sample_rate
+        return self._resample(frame, sample_rate)
+
+    def av_frame(self, frame) -> np.ndarray:
+        """A decoded PyAV frame (what aiortc gives for a WebRTC track: 48 kHz Opus)."""
+        return self._resample(frame, frame.sample_rate)
+
+    def flush(self) -> np.ndarray:
+        """What the resampler still holds at the end of the track."""
+        if self._resampler is None:
+            return np.zeros(0, np.float32)
+        out = _samples(self._resampler.resample(None))
+        self._resampler, self._rate = None, None
+        return out
+
+    def _resample(self, frame, rate: int) -> np.ndarray:
+        if self._resampler is None or rate != self._rate:
+            self._resampler, self._rate = _resampler(), rate
+        return _samples(self._resampler.resample(frame)).copy()
+
+
+class _Pipe(io.RawIOBase):
+    """A read side that blocks until bytes are fed (None: end of input)."""
+
+    def __init__(self):
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._buffer = b""
+        self._eof = False
+
+    def feed(self, data: bytes | None) -> None:
+        self._chunks.put(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, target) -> int:
+        while not self._buffer and not self._eof:
+            chunk = self._chunks.get()
+            if chunk is None:
+                self._eof = True
+            else:
+                self._buffer = chunk
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+class StreamDecoder:
+    """Compressed audio arriving in pieces, decoded with PyAV on a thread of its own as the
+    bytes come in. `feed(bytes)` from the caller; `on_audio(samples)` and finally
+    `on_done(error or None)` are called on the decoding thread."""
+
+    def __init__(self, head: bytes, on_audio: Callable[[np.ndarray], None], on_done: Callable[[str | None], None]):
+        kind = sniff_format(head)
+        if kind is None:
+            raise ValueError(
+                "not a supported audio stream (send WebM/Opus, Ogg, MP4, MP3, FLAC, WAV or raw PCM s16le 16 kHz mono)"
+            )
+        self._demuxer = DEMUXERS[kind]
+        self._pipe = _Pipe()
+        self._on_audio = on_audio
+        self._on_done = on_done
+        self._thread = threading.Thread(target=self._run, name="roomscribe-decode", daemon=True)
+        self._thread.start()
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self._pipe.feed(data)
+
+    def end(self) -> None:
+        self._pipe.feed(None)
+
+    def _run(self) -> None:
+        import av
+
+        error = None
+        try:
+            with av.open(self._pipe, mode="r", format=self._demuxer) as container:
+                if not container.streams.audio:
+                    raise ValueError("the stream has no audio")
+                resampler = _resampler()
+                for frame in container.decode(container.streams.audio[0]):
+                    out = _samples(resampler.resample(frame))
+                    if len(out):
+                        self._on_audio(out.copy())
+                out = _samples(resampler.resample(None))
+                if len(out):
+                    self._on_audio(out.copy())
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            error = f"could not decode the audio stream: {_reason(exc)}"
+        except Exception as exc:  # noqa: BLE001 - report, never kill the server
+            logger.exception("audio stream decoder failed")
+            error = f"could not decode the audio stream: {type(exc).__name__}"
+        finally:
+            self._pipe.feed(None)
+        self._on_done(error)

@@ -17,14 +17,18 @@ __all__ = ["Emulator", "Speaker", "Recorder", "enter_private_network"]
 def __getattr__(name: str) -> Any:
     if name == "Emulator":
         from .server import Emulator
+
         return Emulator
     if name == "Speaker":
         from .room import Speaker
+
         return Speaker
     if name == "Recorder":
         from .recorder import Recorder
+
         return Recorder
     if name == "enter_private_network":
         from .netns import enter_private_network
+
         return enter_private_network
     raise AttributeError(name)

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
-from livekit import api
 from livekit.protocol import agent
+
+from livekit import api
 
 from .signal import server_info
 from .util import Record, new_id, now_ms
@@ -109,11 +110,16 @@ class AgentDispatcher:
                 if which == "register":
                     if worker is None:
                         r = wm.register
-                        worker = WorkerRecord(id=new_id("AW_"), agent_name=r.agent_name, version=r.version,
-                                              type=r.type, _ws=ws)
+                        worker = WorkerRecord(
+                            id=new_id("AW_"), agent_name=r.agent_name, version=r.version, type=r.type, _ws=ws
+                        )
                         self.workers[worker.id] = worker
-                    await self._send(worker, agent.ServerMessage(register=agent.RegisterWorkerResponse(
-                        worker_id=worker.id, server_info=server_info())))
+                    await self._send(
+                        worker,
+                        agent.ServerMessage(
+                            register=agent.RegisterWorkerResponse(worker_id=worker.id, server_info=server_info())
+                        ),
+                    )
                     self._notify()
                 elif worker is None:
                     logger.warning("worker message %s before register", which)
@@ -136,8 +142,12 @@ class AgentDispatcher:
                         if d.job_id == u.job_id:
                             d.job_status, d.job_error = u.status, u.error
                 elif which == "ping":
-                    await self._send(worker, agent.ServerMessage(pong=agent.WorkerPong(
-                        last_timestamp=wm.ping.timestamp, timestamp=now_ms())))
+                    await self._send(
+                        worker,
+                        agent.ServerMessage(
+                            pong=agent.WorkerPong(last_timestamp=wm.ping.timestamp, timestamp=now_ms())
+                        ),
+                    )
         finally:
             self._sockets.discard(ws)
             if worker is not None:
@@ -161,8 +171,9 @@ class AgentDispatcher:
 
     # -- dispatch --------------------------------------------------------------------------
     def create(self, room_name: str, agent_name: str, metadata: str = "") -> DispatchRecord:
-        rec = DispatchRecord(id=new_id("AD_"), room=room_name, agent_name=agent_name, metadata=metadata,
-                             job_id=new_id("AJ_"))
+        rec = DispatchRecord(
+            id=new_id("AD_"), room=room_name, agent_name=agent_name, metadata=metadata, job_id=new_id("AJ_")
+        )
         self.dispatches.append(rec)
         task = asyncio.get_running_loop().create_task(self._run(rec))
         self._tasks.add(task)
@@ -170,8 +181,9 @@ class AgentDispatcher:
         return rec
 
     def _pick(self, agent_name: str, excluded: set[str]) -> WorkerRecord | None:
-        cands = [w for w in self.workers.values()
-                 if w.available and w.agent_name == agent_name and w.id not in excluded]
+        cands = [
+            w for w in self.workers.values() if w.available and w.agent_name == agent_name and w.id not in excluded
+        ]
         if not cands:
             return None
         weights = [max(0.0, 1.0 - w.load) for w in cands]
@@ -181,9 +193,15 @@ class AgentDispatcher:
 
     def _job(self, rec: DispatchRecord) -> agent.Job:
         room = self.emu.ensure_room(rec.room)
-        return agent.Job(id=rec.job_id, dispatch_id=rec.id, type=agent.JobType.JT_ROOM, room=room.info(),
-                         agent_name=rec.agent_name, metadata=rec.metadata,
-                         state=agent.JobState(status=agent.JobStatus.JS_PENDING, updated_at=now_ms()))
+        return agent.Job(
+            id=rec.job_id,
+            dispatch_id=rec.id,
+            type=agent.JobType.JT_ROOM,
+            room=room.info(),
+            agent_name=rec.agent_name,
+            metadata=rec.metadata,
+            state=agent.JobState(status=agent.JobStatus.JS_PENDING, updated_at=now_ms()),
+        )
 
     async def _run(self, rec: DispatchRecord) -> None:
         loop = asyncio.get_running_loop()
@@ -232,19 +250,33 @@ class AgentDispatcher:
 
     async def _assign(self, worker: WorkerRecord, rec: DispatchRecord, ans: agent.AvailabilityResponse) -> None:
         identity = ans.participant_identity or f"agent-{rec.job_id}"
-        token = (api.AccessToken(self.emu.api_key, self.emu.api_secret)
-                 .with_identity(identity).with_kind("agent").with_name(ans.participant_name or identity)
-                 .with_metadata(ans.participant_metadata).with_attributes(dict(ans.participant_attributes))
-                 .with_grants(api.VideoGrants(room_join=True, room=rec.room, agent=True, can_publish=True,
-                                              can_subscribe=True, can_publish_data=True,
-                                              can_update_own_metadata=True))
-                 .to_jwt())
+        token = (
+            api.AccessToken(self.emu.api_key, self.emu.api_secret)
+            .with_identity(identity)
+            .with_kind("agent")
+            .with_name(ans.participant_name or identity)
+            .with_metadata(ans.participant_metadata)
+            .with_attributes(dict(ans.participant_attributes))
+            .with_grants(
+                api.VideoGrants(
+                    room_join=True,
+                    room=rec.room,
+                    agent=True,
+                    can_publish=True,
+                    can_subscribe=True,
+                    can_publish_data=True,
+                    can_update_own_metadata=True,
+                )
+            )
+            .to_jwt()
+        )
         job = self._job(rec)
         job.state.participant_identity = identity
         job.state.worker_id = worker.id
         try:
-            await self._send(worker, agent.ServerMessage(assignment=agent.JobAssignment(
-                job=job, url=self.emu.url, token=token)))
+            await self._send(
+                worker, agent.ServerMessage(assignment=agent.JobAssignment(job=job, url=self.emu.url, token=token))
+            )
         except ConnectionError as e:
             rec.state, rec.error = "failed", str(e)
             return

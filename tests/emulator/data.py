@@ -49,14 +49,27 @@ def apply_sfu_rule(dp: models.DataPacket, sender: Participant, kind: int) -> boo
     return forward
 
 
-def server_user_packet(payload: bytes, topic: str, *, from_identity: str = "", from_sid: str = "",
-                       kind: int = models.DataPacket.Kind.RELIABLE,
-                       destination_identities: list[str] | None = None) -> models.DataPacket:
+def server_user_packet(
+    payload: bytes,
+    topic: str,
+    *,
+    from_identity: str = "",
+    from_sid: str = "",
+    kind: int = models.DataPacket.Kind.RELIABLE,
+    destination_identities: list[str] | None = None,
+) -> models.DataPacket:
     """A user DataPacket as a client receives it when ``from_identity`` sent it."""
     dests = list(destination_identities or [])
     return models.DataPacket(
-        kind=kind, participant_identity=from_identity, participant_sid=from_sid,
+        kind=kind,
+        participant_identity=from_identity,
+        participant_sid=from_sid,
         destination_identities=dests,
-        user=models.UserPacket(payload=payload, topic=topic, participant_identity=from_identity,
-                               participant_sid=from_sid, destination_identities=dests),
+        user=models.UserPacket(
+            payload=payload,
+            topic=topic,
+            participant_identity=from_identity,
+            participant_sid=from_sid,
+            destination_identities=dests,
+        ),
     )

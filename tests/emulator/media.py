@@ -49,8 +49,9 @@ def to_48k_s16(pcm: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
 class AudioSource:
     """The audio of one published track and the clock that plays it."""
 
-    def __init__(self, pcm: np.ndarray, sample_rate: int = 16000, *, start_delay: float = 0.0,
-                 start_on: str | None = None) -> None:
+    def __init__(
+        self, pcm: np.ndarray, sample_rate: int = 16000, *, start_delay: float = 0.0, start_on: str | None = None
+    ) -> None:
         self.samples = to_48k_s16(pcm, sample_rate)
         self.duration = len(self.samples) / RATE
         self.start_delay = float(start_delay)
@@ -85,7 +86,7 @@ class AudioSource:
         a = index * FRAME_SAMPLES - self._offset
         lo, hi = max(a, 0), min(a + FRAME_SAMPLES, len(self.samples))
         if lo < hi:
-            out[lo - a:hi - a] = self.samples[lo:hi]
+            out[lo - a : hi - a] = self.samples[lo:hi]
         return out
 
 

@@ -106,8 +106,9 @@ def enter_private_network() -> str | None:
         ntasks = 1
     if ntasks > 1:
         # Native threads (e.g. BLAS pools) are harmless; a running livekit FFI is not.
-        logger.info("entering a network namespace with %d threads alive; "
-                    "only threads created later will see it", ntasks)
+        logger.info(
+            "entering a network namespace with %d threads alive; only threads created later will see it", ntasks
+        )
     libc = ctypes.CDLL(None, use_errno=True)
     try:
         old_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)

@@ -14,8 +14,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from aiortc import (RTCBundlePolicy, RTCConfiguration, RTCIceCandidate, RTCPeerConnection,
-                    RTCSessionDescription)
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 from livekit.protocol import models, rtc
 
@@ -37,7 +36,7 @@ def parse_candidate(candidate_init: str) -> RTCIceCandidate | None:
     if not cand:
         return None
     if cand.startswith("candidate:"):
-        cand = cand[len("candidate:"):]
+        cand = cand[len("candidate:") :]
     c = candidate_from_sdp(cand)
     c.sdpMid = init.get("sdpMid")
     c.sdpMLineIndex = init.get("sdpMLineIndex")
@@ -145,8 +144,11 @@ class SubscriberPeer(_Peer):
                 self._offer_id += 1
                 self._answer = asyncio.get_running_loop().create_future()
                 logger.debug("OFFER to %s:\n%s", self.session.identity, pc.localDescription.sdp)
-                await self.session.send(rtc.SignalResponse(offer=rtc.SessionDescription(
-                    type="offer", sdp=pc.localDescription.sdp, id=self._offer_id)))
+                await self.session.send(
+                    rtc.SignalResponse(
+                        offer=rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp, id=self._offer_id)
+                    )
+                )
                 sdp = await asyncio.wait_for(self._answer, 20)
                 logger.debug("ANSWER from %s:\n%s", self.session.identity, sdp)
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
@@ -231,8 +233,9 @@ class PublisherPeer(_Peer):
             await self._flush_candidates()
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
-            await self.session.send(rtc.SignalResponse(answer=rtc.SessionDescription(
-                type="answer", sdp=pc.localDescription.sdp, id=sd.id)))
+            await self.session.send(
+                rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp, id=sd.id))
+            )
 
     async def close(self) -> None:
         for t in list(self._drains):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from livekit.protocol import models
 
@@ -100,10 +101,18 @@ class Recorder:
         if which == "stream_header":
             h = dp.stream_header
             rec = TextStreamRecord(
-                room=room, stream_id=h.stream_id, topic=h.topic, sender_identity=dp.participant_identity,
-                from_identity=from_identity, attributes=dict(h.attributes), text="",
-                generated=h.HasField("text_header") and h.text_header.generated, header_at=at,
-                done_at=None, mime_type=h.mime_type, header_attributes=dict(h.attributes),
+                room=room,
+                stream_id=h.stream_id,
+                topic=h.topic,
+                sender_identity=dp.participant_identity,
+                from_identity=from_identity,
+                attributes=dict(h.attributes),
+                text="",
+                generated=h.HasField("text_header") and h.text_header.generated,
+                header_at=at,
+                done_at=None,
+                mime_type=h.mime_type,
+                header_attributes=dict(h.attributes),
                 destination_identities=list(dp.destination_identities),
                 _compressed=h.compression == models.DataStream.CompressionType.DEFLATE_RAW,
             )
@@ -122,18 +131,30 @@ class Recorder:
                 self._finish(rec, dict(dp.stream_trailer.attributes), at)
         elif which == "transcription" and forwarded:
             t = dp.transcription
-            self.transcriptions.append(TranscriptionRecord(
-                room=room, from_identity=from_identity,
-                transcribed_participant_identity=t.transcribed_participant_identity, track_id=t.track_id,
-                segments=[SegmentRecord(s.id, s.text, s.final, s.start_time, s.end_time, s.language)
-                          for s in t.segments],
-                received_at=at,
-            ))
+            self.transcriptions.append(
+                TranscriptionRecord(
+                    room=room,
+                    from_identity=from_identity,
+                    transcribed_participant_identity=t.transcribed_participant_identity,
+                    track_id=t.track_id,
+                    segments=[
+                        SegmentRecord(s.id, s.text, s.final, s.start_time, s.end_time, s.language) for s in t.segments
+                    ],
+                    received_at=at,
+                )
+            )
         elif which == "user":
-            self.user_packets.append(UserPacketRecord(
-                topic=dp.user.topic, payload=bytes(dp.user.payload), sender=dp.participant_identity, at=at,
-                room=room, kind=kind, destination_identities=list(dp.destination_identities),
-            ))
+            self.user_packets.append(
+                UserPacketRecord(
+                    topic=dp.user.topic,
+                    payload=bytes(dp.user.payload),
+                    sender=dp.participant_identity,
+                    at=at,
+                    room=room,
+                    kind=kind,
+                    destination_identities=list(dp.destination_identities),
+                )
+            )
         self._wake()
 
     def _finish(self, rec: TextStreamRecord, trailer_attributes: dict[str, str], at: float) -> None:
@@ -155,25 +176,37 @@ class Recorder:
                 fut.set_result(None)
 
     # -- queries ---------------------------------------------------------------------------
-    def streams(self, topic: str | None = None, *, room: str | None = None,
-                sender_identity: str | None = None, **attributes: str) -> list[TextStreamRecord]:
+    def streams(
+        self,
+        topic: str | None = None,
+        *,
+        room: str | None = None,
+        sender_identity: str | None = None,
+        **attributes: str,
+    ) -> list[TextStreamRecord]:
         """Completed text streams filtered by topic, room, sender and attribute values.
 
         Attribute keys contain dots, so pass them as a dict: ``streams("lk.transcription",
         **{"lk.transcription_final": "true"})``.
         """
-        return [r for r in self.text_streams
-                if (topic is None or r.topic == topic) and (room is None or r.room == room)
-                and (sender_identity is None or r.sender_identity == sender_identity)
-                and all(r.attributes.get(k) == v for k, v in attributes.items())]
+        return [
+            r
+            for r in self.text_streams
+            if (topic is None or r.topic == topic)
+            and (room is None or r.room == room)
+            and (sender_identity is None or r.sender_identity == sender_identity)
+            and all(r.attributes.get(k) == v for k, v in attributes.items())
+        ]
 
     def summary(self) -> str:
         topics: dict[str, int] = {}
         for r in self.text_streams:
             topics[r.topic] = topics.get(r.topic, 0) + 1
-        return (f"{len(self.packets)} packets, text streams {topics or '{}'} "
-                f"({len(self.open_streams)} open), {len(self.transcriptions)} transcriptions, "
-                f"{len(self.user_packets)} user packets")
+        return (
+            f"{len(self.packets)} packets, text streams {topics or '{}'} "
+            f"({len(self.open_streams)} open), {len(self.transcriptions)} transcriptions, "
+            f"{len(self.user_packets)} user packets"
+        )
 
     async def wait_for(self, predicate: Callable[[Recorder], Any], timeout: float = 10.0) -> Any:
         """Wait until ``predicate(recorder)`` is truthy and return its value.

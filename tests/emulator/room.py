@@ -25,9 +25,16 @@ PInfo = models.ParticipantInfo
 class TrackRecord:
     """A published track. ``audio`` is set for emulated speakers (media we send)."""
 
-    def __init__(self, sid: str | None = None, *, name: str = "microphone",
-                 source: int = models.TrackSource.MICROPHONE, muted: bool = False,
-                 audio: AudioSource | None = None, type: int = models.TrackType.AUDIO) -> None:
+    def __init__(
+        self,
+        sid: str | None = None,
+        *,
+        name: str = "microphone",
+        source: int = models.TrackSource.MICROPHONE,
+        muted: bool = False,
+        audio: AudioSource | None = None,
+        type: int = models.TrackType.AUDIO,
+    ) -> None:
         self.sid = sid or new_id("TR_")
         self.name = name
         self.source = source
@@ -36,17 +43,27 @@ class TrackRecord:
         self.type = type
 
     def info(self) -> models.TrackInfo:
-        return models.TrackInfo(sid=self.sid, type=self.type, name=self.name, muted=self.muted,
-                                source=self.source, mime_type="audio/opus")
+        return models.TrackInfo(
+            sid=self.sid, type=self.type, name=self.name, muted=self.muted, source=self.source, mime_type="audio/opus"
+        )
 
 
 class Participant:
     """A participant: a real client (``session`` set) or an emulated one (``session`` None)."""
 
-    def __init__(self, identity: str, *, name: str = "", kind: int = PInfo.Kind.STANDARD,
-                 attributes: dict[str, str] | None = None, metadata: str = "",
-                 client_protocol: int = 0, permission: models.ParticipantPermission | None = None,
-                 capabilities: list[int] | None = None, session: ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        identity: str,
+        *,
+        name: str = "",
+        kind: int = PInfo.Kind.STANDARD,
+        attributes: dict[str, str] | None = None,
+        metadata: str = "",
+        client_protocol: int = 0,
+        permission: models.ParticipantPermission | None = None,
+        capabilities: list[int] | None = None,
+        session: ClientSession | None = None,
+    ) -> None:
         self.sid = new_id("PA_")
         self.identity = identity
         self.name = name
@@ -56,7 +73,8 @@ class Participant:
         self.client_protocol = client_protocol
         self.capabilities = list(capabilities or [])
         self.permission = permission or models.ParticipantPermission(
-            can_subscribe=True, can_publish=True, can_publish_data=True)
+            can_subscribe=True, can_publish=True, can_publish_data=True
+        )
         self.session = session
         self.state = PInfo.State.ACTIVE
         self.disconnect_reason = models.DisconnectReason.UNKNOWN_REASON
@@ -75,12 +93,22 @@ class Participant:
 
     def info(self) -> PInfo:
         return PInfo(
-            sid=self.sid, identity=self.identity, name=self.name, state=self.state,
-            tracks=[t.info() for t in self.tracks.values()], metadata=self.metadata,
-            joined_at=int(self.joined_at), joined_at_ms=int(self.joined_at * 1000),
-            version=self.version, permission=self.permission, is_publisher=bool(self.tracks),
-            kind=self.kind, attributes=self.attributes, disconnect_reason=self.disconnect_reason,
-            client_protocol=self.client_protocol, capabilities=self.capabilities,
+            sid=self.sid,
+            identity=self.identity,
+            name=self.name,
+            state=self.state,
+            tracks=[t.info() for t in self.tracks.values()],
+            metadata=self.metadata,
+            joined_at=int(self.joined_at),
+            joined_at_ms=int(self.joined_at * 1000),
+            version=self.version,
+            permission=self.permission,
+            is_publisher=bool(self.tracks),
+            kind=self.kind,
+            attributes=self.attributes,
+            disconnect_reason=self.disconnect_reason,
+            client_protocol=self.client_protocol,
+            capabilities=self.capabilities,
         )
 
     def __repr__(self) -> str:
@@ -132,8 +160,7 @@ class Speaker:
 
 
 class Room:
-    def __init__(self, name: str, *, metadata: str = "", empty_timeout: int = 300,
-                 max_participants: int = 0) -> None:
+    def __init__(self, name: str, *, metadata: str = "", empty_timeout: int = 300, max_participants: int = 0) -> None:
         self.sid = new_id("RM_")
         self.name = name
         self.metadata = metadata
@@ -144,15 +171,23 @@ class Room:
 
     def info(self) -> models.Room:
         return models.Room(
-            sid=self.sid, name=self.name, metadata=self.metadata, empty_timeout=self.empty_timeout,
-            max_participants=self.max_participants, creation_time=int(self.created_at),
-            creation_time_ms=int(self.created_at * 1000), num_participants=len(self.participants),
+            sid=self.sid,
+            name=self.name,
+            metadata=self.metadata,
+            empty_timeout=self.empty_timeout,
+            max_participants=self.max_participants,
+            creation_time=int(self.created_at),
+            creation_time_ms=int(self.created_at * 1000),
+            num_participants=len(self.participants),
             num_publishers=sum(1 for p in self.participants.values() if p.tracks),
         )
 
     def sessions(self, exclude: Participant | None = None) -> list[ClientSession]:
-        return [p.session for p in list(self.participants.values())
-                if p.session is not None and p is not exclude and not p.session.closed]
+        return [
+            p.session
+            for p in list(self.participants.values())
+            if p.session is not None and p is not exclude and not p.session.closed
+        ]
 
     def get(self, identity: str) -> Participant:
         try:
@@ -177,8 +212,9 @@ class Room:
                 if t.audio is not None:
                     s.subscriber.add_track(p, t)
 
-    async def remove(self, p: Participant, reason: int = models.DisconnectReason.CLIENT_INITIATED,
-                     *, notify_client: bool = True) -> None:
+    async def remove(
+        self, p: Participant, reason: int = models.DisconnectReason.CLIENT_INITIATED, *, notify_client: bool = True
+    ) -> None:
         if self.participants.get(p.identity) is not p:
             return
         del self.participants[p.identity]

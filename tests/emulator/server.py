@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
-from livekit import api
 from livekit.protocol import models, rtc
+
+from livekit import api
 
 from . import twirp
 from .agent_dispatch import AgentDispatcher, DispatchRecord, WorkerRecord
@@ -24,16 +25,28 @@ logger = logging.getLogger("tests.emulator")
 
 EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("emulator")
 
-_KINDS = {"standard": models.ParticipantInfo.Kind.STANDARD, "agent": models.ParticipantInfo.Kind.AGENT,
-          "sip": models.ParticipantInfo.Kind.SIP, "ingress": models.ParticipantInfo.Kind.INGRESS,
-          "egress": models.ParticipantInfo.Kind.EGRESS}
+_KINDS = {
+    "standard": models.ParticipantInfo.Kind.STANDARD,
+    "agent": models.ParticipantInfo.Kind.AGENT,
+    "sip": models.ParticipantInfo.Kind.SIP,
+    "ingress": models.ParticipantInfo.Kind.INGRESS,
+    "egress": models.ParticipantInfo.Kind.EGRESS,
+}
 
 
 class Emulator:
     """Start with ``await emu.start()`` (or ``async with Emulator(host) as emu``) inside a loop."""
 
-    def __init__(self, host: str = "127.0.0.1", api_key: str = "devkey", api_secret: str = "secret", *,
-                 port: int = 0, dispatch_timeout: float = 15.0, availability_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        api_key: str = "devkey",
+        api_secret: str = "secret",
+        *,
+        port: int = 0,
+        dispatch_timeout: float = 15.0,
+        availability_timeout: float = 5.0,
+    ) -> None:
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -54,8 +67,9 @@ class Emulator:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> Emulator:
-        self.dispatcher = AgentDispatcher(self, dispatch_timeout=self._dispatch_args[0],
-                                          availability_timeout=self._dispatch_args[1])
+        self.dispatcher = AgentDispatcher(
+            self, dispatch_timeout=self._dispatch_args[0], availability_timeout=self._dispatch_args[1]
+        )
         app = web.Application()
         app[EMULATOR_KEY] = self
         app.router.add_get("/rtc/v1", self._rtc_v1)
@@ -77,8 +91,10 @@ class Emulator:
             for p in list(room.participants.values()):
                 for t in list(p.tasks):
                     t.cancel()
-        await asyncio.gather(*(s.close(leave_reason=models.DisconnectReason.SERVER_SHUTDOWN)
-                               for s in list(self._sessions)), return_exceptions=True)
+        await asyncio.gather(
+            *(s.close(leave_reason=models.DisconnectReason.SERVER_SHUTDOWN) for s in list(self._sessions)),
+            return_exceptions=True,
+        )
         await self.dispatcher.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -108,13 +124,26 @@ class Emulator:
         return self.dispatcher.dispatches
 
     # -- tokens ----------------------------------------------------------------------------
-    def token(self, identity: str, room: str, *, kind: str = "standard", name: str | None = None,
-              attributes: dict[str, str] | None = None, metadata: str = "") -> str:
+    def token(
+        self,
+        identity: str,
+        room: str,
+        *,
+        kind: str = "standard",
+        name: str | None = None,
+        attributes: dict[str, str] | None = None,
+        metadata: str = "",
+    ) -> str:
         """A join token for a test client (``kind="agent"`` also sets the agent grant)."""
-        tok = (api.AccessToken(self.api_key, self.api_secret).with_identity(identity)
-               .with_name(name or identity).with_kind(kind)  # type: ignore[arg-type]
-               .with_grants(api.VideoGrants(room_join=True, room=room, agent=kind == "agent",
-                                            can_update_own_metadata=True)))
+        tok = (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(identity)
+            .with_name(name or identity)
+            .with_kind(kind)  # type: ignore[arg-type]
+            .with_grants(
+                api.VideoGrants(room_join=True, room=room, agent=kind == "agent", can_update_own_metadata=True)
+            )
+        )
         if attributes:
             tok = tok.with_attributes(attributes)
         if metadata:
@@ -151,30 +180,46 @@ class Emulator:
         await ws.prepare(request)
         if request.query.get("reconnect") == "1":
             # Resume is not emulated: ask for a full reconnect (a fresh join).
-            await ws.send_bytes(rtc.SignalResponse(leave=rtc.LeaveRequest(
-                can_reconnect=True, action=rtc.LeaveRequest.Action.RECONNECT)).SerializeToString())
+            await ws.send_bytes(
+                rtc.SignalResponse(
+                    leave=rtc.LeaveRequest(can_reconnect=True, action=rtc.LeaveRequest.Action.RECONNECT)
+                ).SerializeToString()
+            )
             await ws.close()
             return ws
         room = self.ensure_room(video.room)
         kind = _KINDS.get(claims.kind or "standard", models.ParticipantInfo.Kind.STANDARD)
         perm = models.ParticipantPermission(
-            can_subscribe=video.can_subscribe is not False, can_publish=video.can_publish is not False,
-            can_publish_data=video.can_publish_data is not False, hidden=bool(video.hidden),
-            agent=bool(video.agent), can_update_metadata=bool(video.can_update_own_metadata))
+            can_subscribe=video.can_subscribe is not False,
+            can_publish=video.can_publish is not False,
+            can_publish_data=video.can_publish_data is not False,
+            hidden=bool(video.hidden),
+            agent=bool(video.agent),
+            can_update_metadata=bool(video.can_update_own_metadata),
+        )
         try:
             client_protocol = int(request.query.get("client_protocol", "0"))
         except ValueError:
             client_protocol = 0
-        caps = [models.ClientInfo.Capability.Value(c) for c in request.query.get("capabilities", "").split(",")
-                if c in models.ClientInfo.Capability.keys()]
-        p = Participant(claims.identity, name=claims.name or "", kind=kind, attributes=claims.attributes or {},
-                        metadata=claims.metadata or "", client_protocol=client_protocol, permission=perm,
-                        capabilities=caps)
+        caps = [
+            models.ClientInfo.Capability.Value(c)
+            for c in request.query.get("capabilities", "").split(",")
+            if c in models.ClientInfo.Capability.keys()
+        ]
+        p = Participant(
+            claims.identity,
+            name=claims.name or "",
+            kind=kind,
+            attributes=claims.attributes or {},
+            metadata=claims.metadata or "",
+            client_protocol=client_protocol,
+            permission=perm,
+            capabilities=caps,
+        )
         session = ClientSession(self, ws, room, p, dict(request.query))
         p.session = session
         self._sessions.add(session)
-        self.joins.append((room.name, p.identity, models.ParticipantInfo.Kind.Name(kind),
-                           time.monotonic()))
+        self.joins.append((room.name, p.identity, models.ParticipantInfo.Kind.Name(kind), time.monotonic()))
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -228,11 +273,22 @@ class Emulator:
             await room.remove(p, models.DisconnectReason.ROOM_DELETED)
 
     # -- emulated participants -------------------------------------------------------------
-    async def add_speaker(self, room: str, identity: str, pcm: np.ndarray, *, name: str | None = None,
-                          attributes: dict[str, str] | None = None, metadata: str | None = None,
-                          start_delay: float = 0.0, leave_at: float | None = None,
-                          track_sid: str | None = None, sample_rate: int = 16000,
-                          start_on: str | None = None, client_protocol: int = 3) -> Speaker:
+    async def add_speaker(
+        self,
+        room: str,
+        identity: str,
+        pcm: np.ndarray,
+        *,
+        name: str | None = None,
+        attributes: dict[str, str] | None = None,
+        metadata: str | None = None,
+        start_delay: float = 0.0,
+        leave_at: float | None = None,
+        track_sid: str | None = None,
+        sample_rate: int = 16000,
+        start_on: str | None = None,
+        client_protocol: int = 3,
+    ) -> Speaker:
         """Join an emulated participant publishing ``pcm`` (mono float, 16 kHz) as its microphone.
 
         The audio clock starts when the first subscriber (or the subscriber whose identity
@@ -241,10 +297,14 @@ class Emulator:
         sample 0 was sent.
         """
         r = self.ensure_room(room)
-        p = Participant(identity, name=name or identity, attributes=attributes, metadata=metadata or "",
-                        client_protocol=client_protocol)
-        track = TrackRecord(track_sid, audio=AudioSource(pcm, sample_rate, start_delay=start_delay,
-                                                         start_on=start_on))
+        p = Participant(
+            identity,
+            name=name or identity,
+            attributes=attributes,
+            metadata=metadata or "",
+            client_protocol=client_protocol,
+        )
+        track = TrackRecord(track_sid, audio=AudioSource(pcm, sample_rate, start_delay=start_delay, start_on=start_on))
         p.tracks[track.sid] = track
         await r.add(p)
         if leave_at is not None:
@@ -279,13 +339,20 @@ class Emulator:
         for sid in sids:
             await r.unpublish(p, sid)
 
-    async def republish(self, room: str, identity: str, pcm: np.ndarray, *, track_sid: str | None = None,
-                        sample_rate: int = 16000, start_delay: float = 0.0,
-                        start_on: str | None = None) -> Speaker:
+    async def republish(
+        self,
+        room: str,
+        identity: str,
+        pcm: np.ndarray,
+        *,
+        track_sid: str | None = None,
+        sample_rate: int = 16000,
+        start_delay: float = 0.0,
+        start_on: str | None = None,
+    ) -> Speaker:
         """Publish a new audio track (new track sid) for an emulated participant."""
         r, p = self._participant(room, identity)
-        track = TrackRecord(track_sid, audio=AudioSource(pcm, sample_rate, start_delay=start_delay,
-                                                         start_on=start_on))
+        track = TrackRecord(track_sid, audio=AudioSource(pcm, sample_rate, start_delay=start_delay, start_on=start_on))
         await r.publish(p, track)
         return Speaker(r, p, track)
 
@@ -295,15 +362,27 @@ class Emulator:
         for sid in [track_sid] if track_sid else list(p.tracks):
             await r.set_muted(p, sid, muted)
 
-    async def send_data(self, room: str, from_identity: str, payload: bytes, topic: str, *,
-                        kind: int = models.DataPacket.Kind.RELIABLE,
-                        destination_identities: list[str] | None = None) -> None:
+    async def send_data(
+        self,
+        room: str,
+        from_identity: str,
+        payload: bytes,
+        topic: str,
+        *,
+        kind: int = models.DataPacket.Kind.RELIABLE,
+        destination_identities: list[str] | None = None,
+    ) -> None:
         """Deliver a user DataPacket to the real clients as if ``from_identity`` sent it."""
         r = self.room(room)
         sender = r.participants.get(from_identity)
-        dp = server_user_packet(payload, topic, from_identity=from_identity,
-                                from_sid=sender.sid if sender else "", kind=kind,
-                                destination_identities=destination_identities)
+        dp = server_user_packet(
+            payload,
+            topic,
+            from_identity=from_identity,
+            from_sid=sender.sid if sender else "",
+            kind=kind,
+            destination_identities=destination_identities,
+        )
         self._deliver(r, dp, kind, exclude=sender)
 
     # -- agents ----------------------------------------------------------------------------

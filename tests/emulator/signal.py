@@ -23,19 +23,34 @@ logger = logging.getLogger("tests.emulator.signal")
 SERVER_VERSION = "1.9.0"
 PING_INTERVAL, PING_TIMEOUT = 5, 15
 
-_IGNORED = {"subscription", "track_setting", "update_layers", "subscription_permission",
-            "sync_state", "simulate", "update_audio_track", "update_video_track",
-            "update_data_subscription"}
+_IGNORED = {
+    "subscription",
+    "track_setting",
+    "update_layers",
+    "subscription_permission",
+    "sync_state",
+    "simulate",
+    "update_audio_track",
+    "update_video_track",
+    "update_data_subscription",
+}
 
 
 def server_info() -> models.ServerInfo:
-    return models.ServerInfo(edition=models.ServerInfo.Edition.Standard, version=SERVER_VERSION,
-                             protocol=16, node_id="ND_emulator", region="local", agent_protocol=1)
+    return models.ServerInfo(
+        edition=models.ServerInfo.Edition.Standard,
+        version=SERVER_VERSION,
+        protocol=16,
+        node_id="ND_emulator",
+        region="local",
+        agent_protocol=1,
+    )
 
 
 class ClientSession:
-    def __init__(self, emu: Emulator, ws: web.WebSocketResponse, room: Room, participant: Participant,
-                 query: dict[str, str]) -> None:
+    def __init__(
+        self, emu: Emulator, ws: web.WebSocketResponse, room: Room, participant: Participant, query: dict[str, str]
+    ) -> None:
         self.emu = emu
         self.ws = ws
         self.room = room
@@ -77,9 +92,15 @@ class ClientSession:
             await room.remove(old, models.DisconnectReason.DUPLICATE_IDENTITY)
         others = [q for q in room.participants.values()]
         join = rtc.JoinResponse(
-            room=room.info(), participant=p.info(), other_participants=[q.info() for q in others],
-            server_version=SERVER_VERSION, server_info=server_info(), subscriber_primary=True,
-            ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, server_region="local",
+            room=room.info(),
+            participant=p.info(),
+            other_participants=[q.info() for q in others],
+            server_version=SERVER_VERSION,
+            server_info=server_info(),
+            subscriber_primary=True,
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PING_TIMEOUT,
+            server_region="local",
         )
         await self.send(rtc.SignalResponse(join=join))
         known = {q.sid for q in others}
@@ -113,8 +134,13 @@ class ClientSession:
         if self.closed:
             return
         if leave_reason is not None and not self.ws.closed:
-            await self.send(rtc.SignalResponse(leave=rtc.LeaveRequest(
-                can_reconnect=False, reason=leave_reason, action=rtc.LeaveRequest.Action.DISCONNECT)))
+            await self.send(
+                rtc.SignalResponse(
+                    leave=rtc.LeaveRequest(
+                        can_reconnect=False, reason=leave_reason, action=rtc.LeaveRequest.Action.DISCONNECT
+                    )
+                )
+            )
         self.closed = True
         for t in list(self._tasks):
             t.cancel()
@@ -144,8 +170,9 @@ class ClientSession:
         elif which == "ping":
             await self.send(rtc.SignalResponse(pong=req.ping))
         elif which == "ping_req":
-            await self.send(rtc.SignalResponse(pong_resp=rtc.Pong(
-                last_ping_timestamp=req.ping_req.timestamp, timestamp=now_ms())))
+            await self.send(
+                rtc.SignalResponse(pong_resp=rtc.Pong(last_ping_timestamp=req.ping_req.timestamp, timestamp=now_ms()))
+            )
         elif which == "add_track":
             await self._add_track(req.add_track)
         elif which == "mute":
@@ -192,8 +219,13 @@ class ClientSession:
         p.version += 1
         await self.room.announce(p, include_self=True)
         if req.request_id:
-            await self.send(rtc.SignalResponse(request_response=rtc.RequestResponse(
-                request_id=req.request_id, reason=rtc.RequestResponse.Reason.OK)))
+            await self.send(
+                rtc.SignalResponse(
+                    request_response=rtc.RequestResponse(
+                        request_id=req.request_id, reason=rtc.RequestResponse.Reason.OK
+                    )
+                )
+            )
 
     # -- data ------------------------------------------------------------------------------
     def on_client_data(self, raw: bytes, kind: int) -> None:

@@ -12,6 +12,7 @@ import time
 import aiohttp
 import numpy as np
 import pytest
+
 from livekit import api, rtc
 
 from . import Emulator
@@ -37,15 +38,24 @@ class Client:
         self.room = rtc.Room()
         self.events: list[tuple[str, tuple]] = []
         self._changed = asyncio.Event()
-        for name in ("track_subscribed", "track_unsubscribed", "track_unpublished", "track_muted",
-                     "track_unmuted", "participant_connected", "participant_disconnected", "data_received",
-                     "disconnected"):
+        for name in (
+            "track_subscribed",
+            "track_unsubscribed",
+            "track_unpublished",
+            "track_muted",
+            "track_unmuted",
+            "participant_connected",
+            "participant_disconnected",
+            "data_received",
+            "disconnected",
+        ):
             self.room.on(name, self._recorder(name))
 
     def _recorder(self, name: str):
         def _on(*args) -> None:
             self.events.append((name, args))
             self._changed.set()
+
         return _on
 
     async def wait(self, name: str, pred=lambda *a: True, timeout: float = 10.0) -> tuple:
@@ -66,8 +76,7 @@ class Client:
 
 async def join(emu: Emulator, identity: str, *, kind: str = "standard", auto_subscribe: bool = True) -> Client:
     c = Client()
-    await c.room.connect(emu.url, emu.token(identity, ROOM, kind=kind),
-                         rtc.RoomOptions(auto_subscribe=auto_subscribe))
+    await c.room.connect(emu.url, emu.token(identity, ROOM, kind=kind), rtc.RoomOptions(auto_subscribe=auto_subscribe))
     return c
 
 
@@ -81,7 +90,7 @@ async def rms_of(track: rtc.Track, seconds: float, skip: float = 0.3) -> float:
                 break
     finally:
         await stream.aclose()
-    x = np.concatenate(chunks).astype(np.float32)[int(skip * 16000):] / 32767.0
+    x = np.concatenate(chunks).astype(np.float32)[int(skip * 16000) :] / 32767.0
     return float(np.sqrt(np.mean(x**2)))
 
 
@@ -93,7 +102,12 @@ def test_client_receives_speaker_audio(emulator_host):
             c = await join(emu, "viewer")
             assert time.monotonic() - t0 < 5
             track, pub, part = await c.wait("track_subscribed")
-            assert (part.identity, part.sid, part.name, dict(part.attributes)) == ("alice", spk.sid, "Alice", {"lang": "en"})
+            assert (part.identity, part.sid, part.name, dict(part.attributes)) == (
+                "alice",
+                spk.sid,
+                "Alice",
+                {"lang": "en"},
+            )
             assert track.sid == spk.track_sid and pub.source == rtc.TrackSource.SOURCE_MICROPHONE
             assert await rms_of(track, 1.5) == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
             assert spk.audio_started_at is not None and t0 < spk.audio_started_at < time.monotonic()
@@ -101,6 +115,7 @@ def test_client_receives_speaker_audio(emulator_host):
             await c.room.disconnect()
             await asyncio.sleep(0.2)
             assert [p.identity for p in emu.participants(ROOM)] == ["alice"]
+
     run(main())
 
 
@@ -129,6 +144,7 @@ def test_late_speaker_leaving_speaker_and_track_changes(emulator_host):
             assert await rms_of(track2, 0.4) > 0.1
             assert "carol" in [p.identity for p in c.room.remote_participants.values()]
             await c.room.disconnect()
+
     run(main())
 
 
@@ -141,19 +157,26 @@ def test_text_streams_follow_the_sfu_identity_rule(emulator_host):
 
             async def read(reader: rtc.TextStreamReader, identity: str) -> None:
                 seen.append((identity, await reader.read_all(), dict(reader.info.attributes)))
+
             viewer.room.register_text_stream_handler(
-                "lk.transcription", lambda r, ident: asyncio.ensure_future(read(r, ident)))
+                "lk.transcription", lambda r, ident: asyncio.ensure_future(read(r, ident))
+            )
 
             bot = await join(emu, "caption-bot", kind="agent", auto_subscribe=False)
             attrs = {"lk.transcribed_track_id": "TR_x", "lk.segment_id": "SG_1", "lk.transcription_final": "false"}
-            w = await bot.room.local_participant.stream_text(topic="lk.transcription", sender_identity="alice",
-                                                             attributes=attrs)
+            w = await bot.room.local_participant.stream_text(
+                topic="lk.transcription", sender_identity="alice", attributes=attrs
+            )
             await w.write("hello ")
             await w.write("world")
             await w.aclose(attributes={"lk.transcription_final": "true"})
             (rec,) = await emu.recorder.wait_for(lambda r: r.streams("lk.transcription"))
-            assert (rec.sender_identity, rec.from_identity, rec.text, rec.generated) == ("alice", "caption-bot",
-                                                                                     "hello world", True)
+            assert (rec.sender_identity, rec.from_identity, rec.text, rec.generated) == (
+                "alice",
+                "caption-bot",
+                "hello world",
+                True,
+            )
             assert rec["attributes"] == {**attrs, "lk.transcription_final": "true"}
             assert rec.done_at is not None and rec.done_at >= rec.header_at
 
@@ -177,21 +200,32 @@ def test_text_streams_follow_the_sfu_identity_rule(emulator_host):
             assert chat.text == "é " * 300 and chat.sender_identity == "caption-bot"
 
             # Legacy transcription packets and user packets are recorded too.
-            await bot.room.local_participant.publish_transcription(rtc.Transcription(
-                participant_identity="alice", track_sid="TR_x",
-                segments=[rtc.TranscriptionSegment(id="SG_1", text="hello world", start_time=0, end_time=0,
-                                                   final=True, language="en")]))
+            await bot.room.local_participant.publish_transcription(
+                rtc.Transcription(
+                    participant_identity="alice",
+                    track_sid="TR_x",
+                    segments=[
+                        rtc.TranscriptionSegment(
+                            id="SG_1", text="hello world", start_time=0, end_time=0, final=True, language="en"
+                        )
+                    ],
+                )
+            )
             await bot.room.local_participant.publish_data(b'{"ok":1}', topic="captions.status")
             await emu.recorder.wait_for(lambda r: r.transcriptions and r.user_packets)
             (tr,) = emu.recorder.transcriptions
-            assert (tr.transcribed_participant_identity, tr.track_id, tr.segments[0].text) == ("alice", "TR_x",
-                                                                                            "hello world")
+            assert (tr.transcribed_participant_identity, tr.track_id, tr.segments[0].text) == (
+                "alice",
+                "TR_x",
+                "hello world",
+            )
             topic, payload, sender, _ = emu.recorder.user_packets[0]
             assert (topic, payload, sender) == ("captions.status", b'{"ok":1}', "caption-bot")
             data = await viewer.wait("data_received", lambda pkt: pkt.topic == "captions.status")
             assert data[0].participant.identity == "caption-bot"
             await bot.room.disconnect()
             await viewer.room.disconnect()
+
     run(main())
 
 
@@ -205,6 +239,7 @@ def test_send_data_reaches_clients_as_the_named_participant(emulator_host):
             (pkt,) = await c.wait("data_received")
             assert (pkt.topic, pkt.data, pkt.participant.identity) == ("captions.control", b'{"target":"fr"}', "alice")
             await c.room.disconnect()
+
     run(main())
 
 
@@ -229,15 +264,18 @@ def test_twirp_room_service_and_auth():
                 await bad.aclose()
             tok = api.AccessToken(emu.api_key, emu.api_secret).with_grants(api.VideoGrants(room_create=True)).to_jwt()
             async with aiohttp.ClientSession() as http:
-                async with http.post(f"{emu.http_url}/twirp/livekit.RoomService/CreateRoom", data='{"name":"j"}',
-                                     headers={"Authorization": f"Bearer {tok}",
-                                              "Content-Type": "application/json"}) as resp:
+                async with http.post(
+                    f"{emu.http_url}/twirp/livekit.RoomService/CreateRoom",
+                    data='{"name":"j"}',
+                    headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
+                ) as resp:
                     assert resp.status == 200 and json.loads(await resp.text())["name"] == "j"
                 async with http.get(f"{emu.http_url}/rtc/v1") as resp:
                     assert resp.status == 404
             with pytest.raises(rtc.ConnectError):
                 await rtc.Room().connect(emu.url, "not-a-token", rtc.RoomOptions(connect_timeout=5.0))
             assert emu.rejected
+
     run(main())
 
 
@@ -249,8 +287,10 @@ async def _bot_request(req) -> None:
 async def _bot_entrypoint(ctx) -> None:
     await ctx.connect()
     w = await ctx.room.local_participant.stream_text(
-        topic="lk.transcription", sender_identity=ctx.job.metadata or "alice",
-        attributes={"lk.segment_id": "SG_job", "lk.transcription_final": "true", "job": ctx.job.id})
+        topic="lk.transcription",
+        sender_identity=ctx.job.metadata or "alice",
+        attributes={"lk.segment_id": "SG_job", "lk.transcription_final": "true", "job": ctx.job.id},
+    )
     await w.write("dispatched hello")
     await w.aclose()
 
@@ -261,8 +301,14 @@ def test_worker_dispatch_round_trip(emulator_host):
 
     async def main():
         async with Emulator(emulator_host) as emu:
-            server = AgentServer(ws_url=emu.url, api_key=emu.api_key, api_secret=emu.api_secret, port=0,
-                                 num_idle_processes=0, shutdown_process_timeout=5.0)
+            server = AgentServer(
+                ws_url=emu.url,
+                api_key=emu.api_key,
+                api_secret=emu.api_secret,
+                port=0,
+                num_idle_processes=0,
+                shutdown_process_timeout=5.0,
+            )
             server.rtc_session(_bot_entrypoint, agent_name="emu-bot", on_request=_bot_request)
             run_task = asyncio.create_task(server.run(devmode=True))
             lk = api.LiveKitAPI(url=emu.http_url, api_key=emu.api_key, api_secret=emu.api_secret)
@@ -272,15 +318,20 @@ def test_worker_dispatch_round_trip(emulator_host):
                         break
                     await asyncio.sleep(0.1)
                 (worker,) = emu.workers.values()
-                d = await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(
-                    agent_name="emu-bot", room=ROOM, metadata="alice"))
+                d = await lk.agent_dispatch.create_dispatch(
+                    api.CreateAgentDispatchRequest(agent_name="emu-bot", room=ROOM, metadata="alice")
+                )
                 (rec,) = emu.dispatches
                 assert d.id == rec.id and d.room == ROOM
                 await rec.wait(10)
                 assert (rec.state, rec.worker_id, rec.participant_identity) == ("assigned", worker.id, "caption-bot")
                 (s,) = await emu.recorder.wait_for(lambda r: r.streams("lk.transcription"), timeout=20)
-                assert (s.sender_identity, s.from_identity, s.generated, s.text) == ("alice", "caption-bot", True,
-                                                                                     "dispatched hello")
+                assert (s.sender_identity, s.from_identity, s.generated, s.text) == (
+                    "alice",
+                    "caption-bot",
+                    True,
+                    "dispatched hello",
+                )
                 assert s.attributes["job"] == rec.job_id
                 assert (ROOM, "caption-bot", "AGENT") in [j[:3] for j in emu.joins]
                 bot = emu.room(ROOM).get("caption-bot")
@@ -297,13 +348,22 @@ def test_worker_dispatch_round_trip(emulator_host):
                 await lk.aclose()
                 await server.aclose()
                 await asyncio.wait_for(run_task, 10)
+
     run(main(), timeout=60)
 
 
 # -- dispatch policy, with scripted workers speaking the /agent protocol --------------------
 class FakeWorker:
-    def __init__(self, emu: Emulator, http: aiohttp.ClientSession, agent_name: str, *, accept: bool,
-                 status: int = 0, load: float = 0.0) -> None:
+    def __init__(
+        self,
+        emu: Emulator,
+        http: aiohttp.ClientSession,
+        agent_name: str,
+        *,
+        accept: bool,
+        status: int = 0,
+        load: float = 0.0,
+    ) -> None:
         self.emu, self.http, self.agent_name, self.accept = emu, http, agent_name, accept
         self.status, self.load = status, load
         self.asked: list[str] = []
@@ -311,21 +371,37 @@ class FakeWorker:
 
     async def run(self) -> None:
         from livekit.protocol import agent
+
         tok = api.AccessToken(self.emu.api_key, self.emu.api_secret).with_grants(api.VideoGrants(agent=True)).to_jwt()
         async with self.http.ws_connect(f"{self.emu.url}/agent", headers={"Authorization": f"Bearer {tok}"}) as ws:
-            await ws.send_bytes(agent.WorkerMessage(register=agent.RegisterWorkerRequest(
-                type=agent.JobType.JT_ROOM, agent_name=self.agent_name, version="test")).SerializeToString())
+            await ws.send_bytes(
+                agent.WorkerMessage(
+                    register=agent.RegisterWorkerRequest(
+                        type=agent.JobType.JT_ROOM, agent_name=self.agent_name, version="test"
+                    )
+                ).SerializeToString()
+            )
             first = agent.ServerMessage.FromString(await ws.receive_bytes())
             self.id = first.register.worker_id
-            await ws.send_bytes(agent.WorkerMessage(update_worker=agent.UpdateWorkerStatus(
-                status=self.status, load=self.load)).SerializeToString())
+            await ws.send_bytes(
+                agent.WorkerMessage(
+                    update_worker=agent.UpdateWorkerStatus(status=self.status, load=self.load)
+                ).SerializeToString()
+            )
             async for msg in ws:
                 m = agent.ServerMessage.FromString(msg.data)
                 if m.HasField("availability"):
                     self.asked.append(m.availability.job.id)
-                    await ws.send_bytes(agent.WorkerMessage(availability=agent.AvailabilityResponse(
-                        job_id=m.availability.job.id, available=self.accept, participant_identity="scripted-bot",
-                        participant_attributes={"a": "1"})).SerializeToString())
+                    await ws.send_bytes(
+                        agent.WorkerMessage(
+                            availability=agent.AvailabilityResponse(
+                                job_id=m.availability.job.id,
+                                available=self.accept,
+                                participant_identity="scripted-bot",
+                                participant_attributes={"a": "1"},
+                            )
+                        ).SerializeToString()
+                    )
                 elif m.HasField("assignment"):
                     self.assignments.append(m.assignment)
 
@@ -351,7 +427,11 @@ def test_dispatch_skips_full_workers_and_retries_after_a_refusal():
                 assert assignment.job.room.name == ROOM and assignment.url == emu.url
                 claims = api.TokenVerifier(emu.api_key, emu.api_secret).verify(assignment.token)
                 assert (claims.identity, claims.kind, claims.video.room, claims.video.agent) == (
-                    "scripted-bot", "agent", ROOM, True)
+                    "scripted-bot",
+                    "agent",
+                    ROOM,
+                    True,
+                )
                 assert claims.attributes == {"a": "1"}
                 failed = await (await emu.create_dispatch(ROOM, "nobody")).wait(5)
                 assert failed.state == "failed" and "no available worker" in failed.error
@@ -359,6 +439,7 @@ def test_dispatch_skips_full_workers_and_retries_after_a_refusal():
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
     run(main())
 
 
@@ -384,4 +465,5 @@ def test_start_on_stop_and_removal_of_real_clients(emulator_host):
             await emu.stop()
         (reason,) = await bot.wait("disconnected", timeout=5)  # stop() tells clients to leave
         assert reason == rtc.DisconnectReason.SERVER_SHUTDOWN
+
     run(main())

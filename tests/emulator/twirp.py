@@ -6,14 +6,16 @@ uses the request's content type. Errors are Twirp JSON ``{"code", "msg"}``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from livekit import api
 from livekit.protocol import agent_dispatch as ad
 from livekit.protocol import room as room_pb
+
+from livekit import api
 
 if TYPE_CHECKING:
     from .server import Emulator
@@ -22,8 +24,15 @@ Handler = Callable[["Emulator", Message], Awaitable[Message]]
 
 
 class TwirpError(Exception):
-    STATUS = {"unauthenticated": 401, "permission_denied": 403, "not_found": 404, "bad_route": 404,
-              "malformed": 400, "invalid_argument": 400, "internal": 500}
+    STATUS = {
+        "unauthenticated": 401,
+        "permission_denied": 403,
+        "not_found": 404,
+        "bad_route": 404,
+        "malformed": 400,
+        "invalid_argument": 400,
+        "internal": 500,
+    }
 
     def __init__(self, code: str, msg: str) -> None:
         super().__init__(msg)
@@ -42,8 +51,9 @@ async def _list_rooms(emu: Emulator, req: room_pb.ListRoomsRequest) -> Message:
 async def _create_room(emu: Emulator, req: room_pb.CreateRoomRequest) -> Message:
     if not req.name:
         raise TwirpError("invalid_argument", "room name is required")
-    r = emu.ensure_room(req.name, metadata=req.metadata, empty_timeout=req.empty_timeout,
-                        max_participants=req.max_participants)
+    r = emu.ensure_room(
+        req.name, metadata=req.metadata, empty_timeout=req.empty_timeout, max_participants=req.max_participants
+    )
     for a in req.agents:
         emu.dispatcher.create(r.name, a.agent_name, a.metadata)
     return r.info()
@@ -70,15 +80,17 @@ async def _remove_participant(emu: Emulator, req: room_pb.RoomParticipantIdentit
 
 
 async def _send_data(emu: Emulator, req: room_pb.SendDataRequest) -> Message:
-    await emu.send_data(req.room, "", req.data, req.topic, kind=req.kind,
-                        destination_identities=list(req.destination_identities))
+    await emu.send_data(
+        req.room, "", req.data, req.topic, kind=req.kind, destination_identities=list(req.destination_identities)
+    )
     return room_pb.SendDataResponse()
 
 
 # -- AgentDispatchService ----------------------------------------------------------------------
 def _dispatch_pb(emu: Emulator, d) -> ad.AgentDispatch:
-    return ad.AgentDispatch(id=d.id, agent_name=d.agent_name, room=d.room, metadata=d.metadata,
-                            state=ad.AgentDispatchState())
+    return ad.AgentDispatch(
+        id=d.id, agent_name=d.agent_name, room=d.room, metadata=d.metadata, state=ad.AgentDispatchState()
+    )
 
 
 async def _create_dispatch(emu: Emulator, req: ad.CreateAgentDispatchRequest) -> Message:
@@ -88,9 +100,13 @@ async def _create_dispatch(emu: Emulator, req: ad.CreateAgentDispatchRequest) ->
 
 
 async def _list_dispatch(emu: Emulator, req: ad.ListAgentDispatchRequest) -> Message:
-    return ad.ListAgentDispatchResponse(agent_dispatches=[
-        _dispatch_pb(emu, d) for d in emu.dispatches
-        if d.room == req.room and (not req.dispatch_id or d.id == req.dispatch_id)])
+    return ad.ListAgentDispatchResponse(
+        agent_dispatches=[
+            _dispatch_pb(emu, d)
+            for d in emu.dispatches
+            if d.room == req.room and (not req.dispatch_id or d.id == req.dispatch_id)
+        ]
+    )
 
 
 # (service, method) -> (request class, required grant, handler)
@@ -112,6 +128,7 @@ def _is_json(request: web.Request) -> bool:
 
 async def handle(request: web.Request) -> web.Response:
     from .server import EMULATOR_KEY
+
     emu = request.app[EMULATOR_KEY]
     key = (request.match_info["service"], request.match_info["method"])
     try:
@@ -143,4 +160,3 @@ async def handle(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/twirp/livekit.{service}/{method}", handle)
-

@@ -7,6 +7,19 @@ from .pcm import InputError
 from .stream import SpeechStream, StreamConfig
 from .vad import VadConfig
 
-__all__ = ["DEFAULT_MODEL", "Engine", "EngineConfig", "Event", "EventType", "InputError",
-           "ModelNotFoundError", "OfflineSegment", "OfflineTranscript", "SpeechStream", "StreamConfig",
-           "VadConfig", "Word", "resolve_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "Engine",
+    "EngineConfig",
+    "Event",
+    "EventType",
+    "InputError",
+    "ModelNotFoundError",
+    "OfflineSegment",
+    "OfflineTranscript",
+    "SpeechStream",
+    "StreamConfig",
+    "VadConfig",
+    "Word",
+    "resolve_model",
+]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .pcm import SAMPLE_RATE
+
 
 class AudioWindow:
-    def __init__(self, capacity_samples: int = 16000 * 16):
+    def __init__(self, capacity_samples: int = SAMPLE_RATE * 16):
         self._buf = np.zeros(max(1024, capacity_samples), dtype=np.float32)
         self._begin = 0
         self._end = 0
@@ -22,7 +24,7 @@ class AudioWindow:
     def append(self, audio: np.ndarray) -> None:
         n = len(audio)
         if self._end + n > len(self._buf):
-            held = self._buf[self._begin:self._end].copy()
+            held = self._buf[self._begin : self._end].copy()
             size = len(self._buf)
             while len(held) + n > size:
                 size *= 2
@@ -30,7 +32,7 @@ class AudioWindow:
                 self._buf = np.zeros(size, dtype=np.float32)
             self._buf[: len(held)] = held
             self._begin, self._end = 0, len(held)
-        self._buf[self._end:self._end + n] = audio
+        self._buf[self._end : self._end + n] = audio
         self._end += n
 
     def drop_front(self, n: int) -> None:
@@ -39,7 +41,7 @@ class AudioWindow:
         self.start_sample += n
 
     def view(self) -> np.ndarray:
-        return self._buf[self._begin:self._end]
+        return self._buf[self._begin : self._end]
 
     def copy(self) -> np.ndarray:
         return self.view().copy()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -56,14 +56,19 @@ class OfflineTranscript:
 
 
 class Engine:
-    def __init__(self, config: EngineConfig | None = None, *, runner: WhisperRunner | None = None,
-                 vad: SileroVAD | None = None):
+    def __init__(
+        self, config: EngineConfig | None = None, *, runner: WhisperRunner | None = None, vad: SileroVAD | None = None
+    ):
         self.config = config or EngineConfig()
         if runner is None:
             from .models import load_whisper
 
-            model, source = load_whisper(self.config.model, compute_type=self.config.compute_type,
-                                         cpu_threads=self.config.threads, device=self.config.device)
+            model, source = load_whisper(
+                self.config.model,
+                compute_type=self.config.compute_type,
+                cpu_threads=self.config.threads,
+                device=self.config.device,
+            )
             runner = WhisperRunner(model, self.config.decode, name=source.name)
         self.runner = runner
         self.vad = vad if vad is not None else SileroVAD()
@@ -72,8 +77,9 @@ class Engine:
     def model_name(self) -> str:
         return self.runner.name
 
-    def open_stream(self, config: StreamConfig | None = None, stream_id: str | None = None,
-                    use_vad: bool = True) -> SpeechStream:
+    def open_stream(
+        self, config: StreamConfig | None = None, stream_id: str | None = None, use_vad: bool = True
+    ) -> SpeechStream:
         return SpeechStream(self.runner, self.vad if use_vad else None, config or StreamConfig(), stream_id)
 
     def step(self, streams: Iterable[SpeechStream]) -> list[tuple[SpeechStream, Event]]:
@@ -90,8 +96,13 @@ class Engine:
         shape = ready[0].request_shape(self.runner)
         same = [s for s in ready if s.request_shape(self.runner) == shape]
         if len(same) < self.config.max_batch > 1 and self.config.ride_share is not None:
-            riders = [s for s in streams if not s.ready() and s.can_ride(self.config.ride_share)
-                      and s.request_shape(self.runner, early=True) == shape]
+            riders = [
+                s
+                for s in streams
+                if not s.ready()
+                and s.can_ride(self.config.ride_share)
+                and s.request_shape(self.runner, early=True) == shape
+            ]
             same += sorted(riders, key=lambda s: -s.lag_seconds)
         tickets: list[tuple[SpeechStream, Ticket]] = []
         for s in same[: self.config.max_batch]:
@@ -116,9 +127,17 @@ class Engine:
             events.extend(e for _, e in self.step([stream]))
         return events
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None, beam_size: int = 1,
-                   task: str = "transcribe", progress=None, lock=None, cancelled=None,
-                   initial_prompt: str | None = None) -> OfflineTranscript:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        language: str | None = None,
+        beam_size: int = 1,
+        task: str = "transcribe",
+        progress=None,
+        lock=None,
+        cancelled=None,
+        initial_prompt: str | None = None,
+    ) -> OfflineTranscript:
         """Whole-file transcription (faster-whisper's long-form path, VAD-filtered).
         `lock` is held around each window's model step only, so live streams sharing the
         model get their turns between a long file's windows; `cancelled()` true stops early."""
@@ -130,21 +149,43 @@ class Engine:
         # waiting for the model. Its one model call (language detection) is safe alongside
         # others: CTranslate2 queues concurrent calls itself.
         segments_iter, info = self.runner.fw_model.transcribe(
-            audio, language=language, task=task, beam_size=beam_size, vad_filter=True,
-            word_timestamps=True, condition_on_previous_text=True, initial_prompt=initial_prompt or None)
+            audio,
+            language=language,
+            task=task,
+            beam_size=beam_size,
+            vad_filter=True,
+            word_timestamps=True,
+            condition_on_previous_text=True,
+            initial_prompt=initial_prompt or None,
+        )
         segments: list[OfflineSegment] = []
         while cancelled is None or not cancelled():
             with lock:
                 seg = next(segments_iter, None)
             if seg is None:
                 break
-            words = [{"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3),
-                      "probability": round(w.probability, 3)} for w in (seg.words or [])]
-            segments.append(OfflineSegment(round(seg.start, 3), round(seg.end, 3),
-                                           tidy_text(seg.text, info.language), words,
-                                           round(seg.avg_logprob, 4), round(seg.compression_ratio, 4),
-                                           round(seg.no_speech_prob, 4)))
+            words = [
+                {
+                    "word": w.word.strip(),
+                    "start": round(w.start, 3),
+                    "end": round(w.end, 3),
+                    "probability": round(w.probability, 3),
+                }
+                for w in (seg.words or [])
+            ]
+            segments.append(
+                OfflineSegment(
+                    round(seg.start, 3),
+                    round(seg.end, 3),
+                    tidy_text(seg.text, info.language),
+                    words,
+                    round(seg.avg_logprob, 4),
+                    round(seg.compression_ratio, 4),
+                    round(seg.no_speech_prob, 4),
+                )
+            )
             if progress is not None:
                 progress(min(seg.end, duration), duration)
-        return OfflineTranscript(info.language, float(info.language_probability), duration,
-                                 time.perf_counter() - started, segments)
+        return OfflineTranscript(
+            info.language, float(info.language_probability), duration, time.perf_counter() - started, segments
+        )

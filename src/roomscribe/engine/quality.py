@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .text import normalize_word
 from .whisper import DecodeResult, compression_ratio
@@ -22,14 +22,14 @@ def trim_repetition(tokens: Sequence[int], prefix: Sequence[int] = (), max_patte
         for length in range(1, min(max_pattern, (n - i) // 2) + 1):
             if i + 2 * length <= len(prefix):
                 continue  # a loop wholly inside the committed prefix is history
-            pattern = seq[i:i + length]
+            pattern = seq[i : i + length]
             repeats, j = 1, i + length
-            while j + length <= n and seq[j:j + length] == pattern:
+            while j + length <= n and seq[j : j + length] == pattern:
                 repeats += 1
                 j += length
             needed = 4 if length <= 2 else 3 if length <= 4 else 2
             if repeats >= needed:
-                return seq[len(prefix):max(len(prefix), i + length)]
+                return seq[len(prefix) : max(len(prefix), i + length)]
     return list(tokens)
 
 
@@ -41,7 +41,7 @@ def cut_restart(tokens: Sequence[int], prefix: Sequence[int], decode, min_words:
     for j in range(1, len(tokens)):
         if not decode([tokens[j]]).startswith(" "):
             continue
-        words = [normalize_word(w) for w in decode(list(tokens[j:j + 4 * min_words])).split()]
+        words = [normalize_word(w) for w in decode(list(tokens[j : j + 4 * min_words])).split()]
         if words[:min_words] == head:
             return list(tokens[:j])
     return list(tokens)

@@ -1,4 +1,6 @@
-"""One audio stream's state: VAD, the utterance window, committed text, events.
+"""One audio stream: its VAD, utterance windows, decode requests and the prompt context.
+
+Committed words go to its `Segment`, which owns the caption text and its FINALs.
 
 A stream holds no model. It asks for work (`next_request`) and is given the
 result (`apply`), so whoever owns the model can batch work from many streams.
@@ -13,15 +15,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio_window import AudioWindow
-from .committing import MAX_CONTEXT_TOKENS, Committing, new_segment_id
 from .events import Event, EventType, Word
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
 from .quality import QualityGate
-from .text import join_words, tokens_to_words
-from .utterance import Pace, Ticket, Utterance
+from .segment import Segment
+from .text import CJK_LANGUAGES, character_groups, ends_sentence, join_words, tokens_per_word, tokens_to_words
+from .utterance import CommittedWord, Pace, Ticket, Utterance
 from .vad import SileroVAD, VadConfig, VadStream
 from .whisper import SAMPLE_RATE, DecodeRequest, DecodeResult
+
+MAX_CONTEXT_TOKENS = 224
+# The encoder takes at most 30 s (with padding): a window that would pass this only under
+# extreme overload sheds its oldest audio rather than be cut silently by the encoder.
+HARD_WINDOW_SECONDS = 28.0
 
 
 @dataclass
@@ -43,9 +50,8 @@ class StreamConfig:
             raise ValueError("need 0 < min_chunk_seconds and max_window_seconds >= 2 * min_chunk_seconds")
 
 
-class SpeechStream(Committing):
-    def __init__(self, runner, vad: SileroVAD | None, config: StreamConfig | None = None,
-                 stream_id: str | None = None):
+class SpeechStream:
+    def __init__(self, runner, vad: SileroVAD | None, config: StreamConfig | None = None, stream_id: str | None = None):
         self.runner = runner
         self.config = config or StreamConfig()
         self.id = stream_id or uuid.uuid4().hex[:8]
@@ -56,9 +62,7 @@ class SpeechStream(Committing):
         self._closing: list[Utterance] = []
         self._in_flight = False
         self._context: list[int] = []  # committed tokens that left the window: the prompt
-        self._segment_id = new_segment_id()
-        self._segment_words: list[Word] = []
-        self._segment_language: str | None = None
+        self._segment = Segment()
         self._detected_language: str | None = None
         self.ended = False
         self.decodes = 0
@@ -144,8 +148,9 @@ class SpeechStream(Committing):
             utt.window.clear(position)
         self._preroll.clear(position)
         self._active = utt
-        return [Event(EventType.SPEECH_START, self._segment_id, self.received_seconds,
-                      start=start_sample / SAMPLE_RATE)]
+        return [
+            Event(EventType.SPEECH_START, self._segment.id, self.received_seconds, start=start_sample / SAMPLE_RATE)
+        ]
 
     def _close_active(self, speech_samples: int) -> None:
         utt = self._active
@@ -232,8 +237,13 @@ class SpeechStream(Committing):
         flush = bool(self._closing)
         self._shed_excess(utt)
         audio = utt.window.copy()
-        request = DecodeRequest(audio=audio, language=utt.language, task=self.config.task,
-                                prompt=self._context[-MAX_CONTEXT_TOKENS:], prefix=list(utt.prefix))
+        request = DecodeRequest(
+            audio=audio,
+            language=utt.language,
+            task=self.config.task,
+            prompt=self._context[-MAX_CONTEXT_TOKENS:],
+            prefix=list(utt.prefix),
+        )
         utt.decoded_len = len(audio)
         self._in_flight = True
         return Ticket(request, utt, flush, utt.window.start_sample, len(audio))
@@ -266,12 +276,16 @@ class SpeechStream(Committing):
         offset = ticket.window_start / SAMPLE_RATE
         content = ticket.content_samples / SAMPLE_RATE
         tokens = self.config.quality.accept(result, self.runner, utt.prefix)
-        starts = result.token_starts[len(result.prefix):]
-        ends = result.token_ends[len(result.prefix):]
-        probs = result.token_probs[len(result.prefix):]
-        hyp = Hypothesis(tokens=tokens, token_ends=ends[: len(tokens)],
-                         word_starts=self._word_starts(tokens, language), content_seconds=content,
-                         token_probs=probs[: len(tokens)])
+        starts = result.token_starts[len(result.prefix) :]
+        ends = result.token_ends[len(result.prefix) :]
+        probs = result.token_probs[len(result.prefix) :]
+        hyp = Hypothesis(
+            tokens=tokens,
+            token_ends=ends[: len(tokens)],
+            word_starts=self._word_starts(tokens, language),
+            content_seconds=content,
+            token_probs=probs[: len(tokens)],
+        )
 
         if ticket.flush:
             n = len(tokens)
@@ -285,25 +299,120 @@ class SpeechStream(Committing):
         events: list[Event] = []
         committed: list[Word] = []
         if n:
-            committed = tokens_to_words(tokens[:n], starts[:n], ends[:n], probs[:n],
-                                        self.runner.decode_tokens, language, offset)
+            committed = tokens_to_words(
+                tokens[:n], starts[:n], ends[:n], probs[:n], self.runner.decode_tokens, language, offset
+            )
             utt.policy.committed(n)
-        utt.tail = tokens_to_words(tokens[n:], starts[n:], ends[n:], probs[n:],
-                                   self.runner.decode_tokens, language, offset)
+        utt.tail = tokens_to_words(
+            tokens[n:], starts[n:], ends[n:], probs[n:], self.runner.decode_tokens, language, offset
+        )
         if n or ticket.flush:
-            self._commit(utt, tokens[:n], committed, language, emitted_at, events, close=ticket.flush)
+            self._extend_prefix(utt, tokens[:n], committed, language)
+            events += self._segment.commit(committed, language, emitted_at, close=ticket.flush)
 
         if ticket.flush:
             self._closing.remove(utt)
             self._context = (self._context + utt.prefix)[-MAX_CONTEXT_TOKENS:]
-            events.append(Event(EventType.SPEECH_END, self._segment_id, emitted_at,
-                                start=offset, end=(ticket.window_start + ticket.content_samples) / SAMPLE_RATE))
+            events.append(
+                Event(
+                    EventType.SPEECH_END,
+                    self._segment.id,
+                    emitted_at,
+                    start=offset,
+                    end=(ticket.window_start + ticket.content_samples) / SAMPLE_RATE,
+                )
+            )
             return events
 
         self._trim(utt, language)
         if self.config.interim_results and utt.tail:
-            events.append(Event(
-                EventType.INTERIM, self._segment_id, emitted_at, text=join_words(utt.tail, language),
-                words=list(utt.tail), start=utt.tail[0].start, end=utt.tail[-1].end, language=language,
-                segment_text=join_words(self._segment_words + utt.tail, language)))
+            events.append(
+                Event(
+                    EventType.INTERIM,
+                    self._segment.id,
+                    emitted_at,
+                    text=join_words(utt.tail, language),
+                    words=list(utt.tail),
+                    start=utt.tail[0].start,
+                    end=utt.tail[-1].end,
+                    language=language,
+                    segment_text=self._segment.text_with(utt.tail, language),
+                )
+            )
         return events
+
+    # -- committed tokens and window cuts ---------------------------------------
+    def _word_starts(self, tokens: list[int], language: str | None) -> list[bool]:
+        starts = [False] * len(tokens)
+        spaced = language not in CJK_LANGUAGES
+        for text, idx in character_groups(tokens, self.runner.decode_tokens):
+            starts[idx[0]] = text.startswith(" ") if spaced else True
+        return starts
+
+    def _extend_prefix(self, utt: Utterance, tokens: list[int], words: list[Word], language) -> None:
+        """Move committed tokens into the utterance's decoder prefix."""
+        utt.prefix.extend(tokens)
+        # Attribute the committed tokens to words (for cutting the window at a word end).
+        counts = tokens_per_word(tokens, self.runner.decode_tokens, language, len(words))
+        utt.prefix_words.extend(CommittedWord(w, c) for w, c in zip(words, counts))
+
+    def _trim(self, utt: Utterance, language) -> None:
+        """Cut the window after the last committed sentence (or word, when it is too long)."""
+        words = [cw.word for cw in utt.prefix_words]
+        if not words:
+            return
+        window_seconds = len(utt.window) / SAMPLE_RATE
+        too_long = window_seconds >= self.max_window_seconds - self.decode_interval
+        # Keep some committed speech in the window: Whisper hears the next words better in context.
+        keep = 0.0 if too_long else self.config.keep_context_seconds
+        cut = 0
+        for i in range(len(words) - 1, -1, -1):
+            nxt = words[i + 1].text if i + 1 < len(words) else None
+            if words[-1].end - words[i].end >= keep and ends_sentence(words[i].text, language, nxt):
+                cut = i + 1
+                break
+        if cut == 0 and too_long:
+            cut = len(words)
+        if cut == 0:
+            return
+        cut_time = words[cut - 1].end
+        if cut == len(words) and utt.tail:
+            cut_time = min(cut_time, utt.tail[0].start)
+        cut_sample = int(round(cut_time * SAMPLE_RATE))
+        if self._vad is not None:
+            # Alignment puts word ends within a frame or two; a cut inside a word makes the
+            # next window start on a fragment, so move it to the quietest nearby point.
+            lo = max(int((words[cut - 1].end - 0.25) * SAMPLE_RATE), int(words[cut - 1].start * SAMPLE_RATE))
+            hi = int((cut_time + 0.25) * SAMPLE_RATE)
+            if cut < len(words):
+                hi = min(hi, int(words[cut].end * SAMPLE_RATE))
+            elif utt.tail:
+                hi = min(hi, int(utt.tail[0].end * SAMPLE_RATE))
+            quiet = self._vad.quietest_sample(lo, hi)
+            if quiet is not None and quiet[1] < self.config.vad.threshold:
+                cut_sample = quiet[0]
+        cut_samples = cut_sample - utt.window.start_sample
+        if cut_samples <= 0:
+            return
+        moved = sum(cw.n_tokens for cw in utt.prefix_words[:cut])
+        self._context = (self._context + utt.prefix[:moved])[-MAX_CONTEXT_TOKENS:]
+        utt.prefix = utt.prefix[moved:]
+        utt.prefix_words = utt.prefix_words[cut:]
+        utt.window.drop_front(cut_samples)
+        utt.decoded_len = max(0, utt.decoded_len - cut_samples)
+
+    def _shed_excess(self, utt: Utterance) -> None:
+        """Keep the window inside what the encoder takes. Only a stream left undecoded for
+        many seconds gets here; its committed text is kept (as context), its oldest
+        uncommitted audio is dropped and counted."""
+        excess = len(utt.window) - int(HARD_WINDOW_SECONDS * SAMPLE_RATE)
+        if excess <= 0:
+            return
+        drop = excess + int(self.max_window_seconds * SAMPLE_RATE)
+        drop = min(drop, len(utt.window) - int(self.decode_interval * SAMPLE_RATE))
+        self._context = (self._context + utt.prefix)[-MAX_CONTEXT_TOKENS:]
+        utt.prefix, utt.prefix_words, utt.tail = [], [], []
+        utt.policy.reset()
+        utt.window.drop_front(drop)
+        utt.decoded_len = 0
+        self.shed_seconds += drop / SAMPLE_RATE

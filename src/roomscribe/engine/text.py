@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .events import Word
 
@@ -20,9 +20,26 @@ CJK_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
 
 SENTENCE_END = ".?!…。？！"
 _CLOSERS = "\"'”’)]}」』"
-_EN_ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "vs", "etc", "e.g", "i.e", "no", "mt", "co", "inc",
-})
+_EN_ABBREVIATIONS = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "st",
+        "jr",
+        "sr",
+        "prof",
+        "vs",
+        "etc",
+        "e.g",
+        "i.e",
+        "no",
+        "mt",
+        "co",
+        "inc",
+    }
+)
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?…。，、？！%)\]}])")
 _MULTISPACE = re.compile(r"\s{2,}")
 _CJK_CHAR = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef\u0e00-\u0e7f]"
@@ -35,8 +52,7 @@ def is_punctuation(text: str) -> bool:
 
 
 def is_hangul(text: str) -> bool:
-    return any("\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff" or "\u3130" <= ch <= "\u318f"
-               for ch in text)
+    return any("\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff" or "\u3130" <= ch <= "\u318f" for ch in text)
 
 
 def character_groups(tokens: Sequence[int], decode: Callable[[list[int]], str]) -> list[tuple[str, list[int]]]:
@@ -52,9 +68,15 @@ def character_groups(tokens: Sequence[int], decode: Callable[[list[int]], str]) 
     return groups
 
 
-def tokens_to_words(tokens: Sequence[int], starts: Sequence[float], ends: Sequence[float],
-                    probs: Sequence[float], decode: Callable[[list[int]], str],
-                    language: str | None, offset: float = 0.0) -> list[Word]:
+def tokens_to_words(
+    tokens: Sequence[int],
+    starts: Sequence[float],
+    ends: Sequence[float],
+    probs: Sequence[float],
+    decode: Callable[[list[int]], str],
+    language: str | None,
+    offset: float = 0.0,
+) -> list[Word]:
     """Turn decoded tokens with per-token times into words on the audio clock."""
     spaced = language not in CJK_LANGUAGES
     words: list[Word] = []
@@ -139,8 +161,9 @@ def normalize_word(text: str) -> str:
     return "".join(ch for ch in text.lower() if not unicodedata.category(ch).startswith("P")).strip()
 
 
-def tokens_per_word(tokens: Sequence[int], decode: Callable[[list[int]], str], language: str | None,
-                    n_words: int) -> list[int]:
+def tokens_per_word(
+    tokens: Sequence[int], decode: Callable[[list[int]], str], language: str | None, n_words: int
+) -> list[int]:
     """How many tokens each word of `tokens_to_words(tokens, ...)` spans."""
     spaced = language not in CJK_LANGUAGES
     counts: list[int] = []

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .pcm import SAMPLE_RATE
+
 CHUNK = 512
 CONTEXT = 64
 HISTORY_CHUNKS = 1024  # about 33 s of probabilities
-SAMPLE_RATE = 16000
 
 
 class VadModelNotFoundError(RuntimeError):
@@ -26,8 +27,7 @@ class VadModelNotFoundError(RuntimeError):
 
 def default_vad_path() -> Path:
     """The Silero ONNX file shipped with faster-whisper (or the silero-vad package)."""
-    for module, rel in (("faster_whisper", "assets/silero_vad_v6.onnx"),
-                        ("silero_vad", "data/silero_vad.onnx")):
+    for module, rel in (("faster_whisper", "assets/silero_vad_v6.onnx"), ("silero_vad", "data/silero_vad.onnx")):
         spec = importlib.util.find_spec(module)
         if spec and spec.origin:
             path = Path(spec.origin).parent / rel
@@ -48,13 +48,14 @@ class SileroVAD:
         opts.log_severity_level = 4
         self.path = Path(path) if path else default_vad_path()
         self.session = onnxruntime.InferenceSession(
-            str(self.path), providers=["CPUExecutionProvider"], sess_options=opts)
+            str(self.path), providers=["CPUExecutionProvider"], sess_options=opts
+        )
         self._lock = threading.Lock()
 
-    def new_state(self) -> "VadState":
+    def new_state(self) -> VadState:
         return VadState()
 
-    def probabilities(self, state: "VadState", chunks: np.ndarray) -> np.ndarray:
+    def probabilities(self, state: VadState, chunks: np.ndarray) -> np.ndarray:
         """Speech probability per 512-sample chunk (shape [n, 512]); advances `state`."""
         if len(chunks) == 0:
             return np.zeros(0, dtype=np.float32)
@@ -119,7 +120,7 @@ class VadStream:
     def push(self, audio: np.ndarray) -> list[VadEvent]:
         buf = np.concatenate([self._pending, audio]) if len(self._pending) else audio
         n = len(buf) // CHUNK
-        self._pending = buf[n * CHUNK:].copy()
+        self._pending = buf[n * CHUNK :].copy()
         if n == 0:
             return []
         probs = self.model.probabilities(self.state, buf[: n * CHUNK].reshape(n, CHUNK))

@@ -20,7 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from .pcm import SAMPLE_RATE
+
 HOP = 160
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP  # mel frames: 100 per second
 ALIGN_FRAME_SECONDS = 0.02  # one encoder frame = two mel frames
@@ -97,7 +98,7 @@ class WhisperRunner:
         self.calls = 0
 
     # -- tokens -------------------------------------------------------------
-    @lru_cache(maxsize=64)
+    @lru_cache(maxsize=64)  # noqa: B019 - one runner per process lives as long as the process
     def tokenizer(self, language: str | None = None, task: str = "transcribe"):
         if not self.multilingual:
             return self._tokenizer_cls(self._hf_tokenizer, False)
@@ -142,8 +143,7 @@ class WhisperRunner:
         results: list[DecodeResult | None] = [None] * len(requests)
         with self._lock:
             for idx in _groups([(f, len(c)) for f, c in zip(frames, contexts)]):  # = shape()
-                group = self._decode_same_shape([requests[i] for i in idx], frames[idx[0]],
-                                                [contexts[i] for i in idx])
+                group = self._decode_same_shape([requests[i] for i in idx], frames[idx[0]], [contexts[i] for i in idx])
                 for i, result in zip(idx, group):
                     results[i] = result
         return results  # type: ignore[return-value]
@@ -151,10 +151,11 @@ class WhisperRunner:
     def _context(self, prompt: list[int]) -> list[int]:
         n = min(len(prompt), self.options.max_prompt_tokens)
         n -= n % _CONTEXT_QUANTUM
-        return list(prompt[len(prompt) - n:]) if n else []
+        return list(prompt[len(prompt) - n :]) if n else []
 
-    def _decode_same_shape(self, requests: list[DecodeRequest], frames: int,
-                           contexts: list[list[int]]) -> list[DecodeResult]:
+    def _decode_same_shape(
+        self, requests: list[DecodeRequest], frames: int, contexts: list[list[int]]
+    ) -> list[DecodeResult]:
         import ctranslate2
 
         batch = np.stack([self._features(r.audio, frames) for r in requests])
@@ -163,14 +164,14 @@ class WhisperRunner:
         encoded = self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
         languages = self._languages(requests, encoded)
         prompts = [self._prompt(r, lang, ctx) for r, lang, ctx in zip(requests, languages, contexts)]
-        max_new = [int(len(r.audio) / SAMPLE_RATE * self.options.max_tokens_per_second) + 8
-                   for r in requests]
+        max_new = [int(len(r.audio) / SAMPLE_RATE * self.options.max_tokens_per_second) + 8 for r in requests]
         # One length limit for the whole call, from the shape alone, so that a row stops where
         # it would alone: room for the committed prefix (4 tokens/s) and the new text.
         seconds = frames / FRAMES_PER_SECOND
         max_length = min(448, len(contexts[0]) + 5 + int(seconds * (self.options.max_tokens_per_second + 4)) + 8)
         generated = self.model.generate(
-            encoded, prompts,
+            encoded,
+            prompts,
             beam_size=self.options.beam_size,
             max_length=max_length,
             return_scores=True,
@@ -184,7 +185,7 @@ class WhisperRunner:
         for r, g, limit in zip(requests, generated, max_new):
             ids = list(g.sequences_ids[0])
             if r.prefix and ids[: len(r.prefix)] == list(r.prefix):
-                ids = ids[len(r.prefix):]  # CTranslate2 returns the forced prefix too
+                ids = ids[len(r.prefix) :]  # CTranslate2 returns the forced prefix too
             ids = [t for t in ids if t < eot][:limit]
             token_lists.append(ids)
         alignments = self._align(requests, languages, encoded, token_lists, content_frames)
@@ -195,21 +196,27 @@ class WhisperRunner:
             tokens = token_lists[i]
             starts, ends, probs = alignments[i]
             text = self.decode_tokens(tokens)
-            results.append(DecodeResult(
-                language=lang, language_probability=prob, prefix=list(r.prefix), tokens=tokens,
-                token_starts=starts, token_ends=ends, token_probs=probs,
-                avg_logprob=float(generated[i].scores[0]) if generated[i].scores else 0.0,
-                no_speech_prob=float(generated[i].no_speech_prob),
-                compression_ratio=compression_ratio(text),
-                window_seconds=len(r.audio) / SAMPLE_RATE,
-            ))
+            results.append(
+                DecodeResult(
+                    language=lang,
+                    language_probability=prob,
+                    prefix=list(r.prefix),
+                    tokens=tokens,
+                    token_starts=starts,
+                    token_ends=ends,
+                    token_probs=probs,
+                    avg_logprob=float(generated[i].scores[0]) if generated[i].scores else 0.0,
+                    no_speech_prob=float(generated[i].no_speech_prob),
+                    compression_ratio=compression_ratio(text),
+                    window_seconds=len(r.audio) / SAMPLE_RATE,
+                )
+            )
         return results
 
     def _languages(self, requests, encoded) -> list[tuple[str, float]]:
         if not self.multilingual:
             return [("en", 1.0)] * len(requests)
-        out: list[tuple[str, float] | None] = [
-            (r.language, 1.0) if r.language else None for r in requests]
+        out: list[tuple[str, float] | None] = [(r.language, 1.0) if r.language else None for r in requests]
         if any(o is None for o in out):
             detected = self.model.detect_language(encoded)
             for i, o in enumerate(out):
@@ -240,8 +247,9 @@ class WhisperRunner:
             sub = rows.take(idx)
             tok = self.tokenizer(lang, task)
             seqs = [[*requests[i].prefix, *token_lists[i]] for i in idx]
-            aligned = self.model.align(sub, list(tok.sot_sequence) + [tok.no_timestamps],
-                                       seqs, [content_frames[i] for i in idx])
+            aligned = self.model.align(
+                sub, list(tok.sot_sequence) + [tok.no_timestamps], seqs, [content_frames[i] for i in idx]
+            )
             for i, seq, res in zip(idx, seqs, aligned):
                 out[i] = _token_times(res, len(seq))
         return out

@@ -20,20 +20,14 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from ..engine import Event
-from ..engine.text import tidy_text
-from ..live import Line, LiveSpeaker, Transcript, whisper_language
-from .app import (
-    ASR_CONNECTIONS_KEY,
-    CONFIG_KEY,
-    SESSIONS_KEY,
-    WORKER_KEY,
-    dumps,
-    json_error,
-    parse_control,
-    stream_config,
-)
-from .stream_decoder import StreamDecoder
+from ..audio import StreamDecoder, pcm16_to_float, sniff_format
+from ..engine import StreamConfig
+from ..session import Caption, LiveSpeaker, Pipeline, Transcript
+from ..session.control import ControlError, SetLanguage, Stop, parse_control
+from ..session.options import OptionsError
+from ..session.scheduler import EngineWorker
+from .keys import ASR_CONNECTIONS_KEY, CONFIG_KEY, WORKER_KEY, live_streams
+from .responses import dumps, json_error
 
 logger = logging.getLogger("roomscribe.web")
 
@@ -45,20 +39,24 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _line(line: Line) -> dict:
-    out = {"speaker": 1, "text": line.text, "start": _clock(line.start), "end": _clock(line.end)}
-    if line.language:
-        out["detected_language"] = line.language
+def _line(caption: Caption) -> dict:
+    out = {"speaker": 1, "text": caption.text, "start": _clock(caption.start), "end": _clock(caption.end)}
+    if caption.language:
+        out["detected_language"] = caption.language
     return out
 
 
 class AsrSession:
-    def __init__(self, ws: web.WebSocketResponse, speaker_factory, mode: str, input_kind: str):
+    def __init__(
+        self, ws: web.WebSocketResponse, worker: EngineWorker, config: StreamConfig, mode: str, input_kind: str
+    ):
         self.ws = ws
         self.mode = mode
         self.input_kind = input_kind
         self.transcript = Transcript()
-        self.speaker: LiveSpeaker = speaker_factory(self.transcript, self._on_event)
+        self.speaker = LiveSpeaker(
+            worker, config, name="speaker", pipeline=Pipeline(sinks=[self.transcript, self._on_caption])
+        )
         self.heard_speech = False
         self.decoder: StreamDecoder | None = None
         self.decoder_done = asyncio.Event()
@@ -82,7 +80,7 @@ class AsrSession:
         usable = len(data) - len(data) % 2
         self._odd = data[usable:]
         if usable:
-            self.speaker.push(np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0)
+            self.speaker.push(pcm16_to_float(data[:usable]))
 
     def _decoded(self, samples: np.ndarray) -> None:  # decoder thread
         self.loop.call_soon_threadsafe(self.speaker.push, samples)
@@ -91,6 +89,7 @@ class AsrSession:
         def done():
             self.decoder_error = error
             self.decoder_done.set()
+
         self.loop.call_soon_threadsafe(done)
 
     async def end_of_audio(self) -> None:
@@ -102,29 +101,29 @@ class AsrSession:
         await self._send_update()
 
     # -- updates out ----------------------------------------------------------------
-    def _on_event(self, speaker: LiveSpeaker, event: Event, line: Line | None) -> None:
-        if line is not None:
-            self.heard_speech = True
+    def _on_caption(self, caption: Caption) -> None:
+        self.heard_speech = True
         if not self._update_pending:  # one update for all events of one model call
             self._update_pending = True
             self.loop.call_soon(lambda: asyncio.ensure_future(self._send_update()))
 
     def state(self) -> dict:
-        lines = list(self.transcript.lines.values())
+        lines = list(self.transcript.segments.values())
         if self.mode == "diff":  # lines only ever appended: an open segment stays in the buffer
-            done = [line for line in lines if line.closed and line.text]
-            buffer = " ".join(tidy_text(f"{line.text} {line.tail}", line.language) for line in lines if not line.closed)
+            done = [line for line in lines if line.final and line.text]
+            buffer = " ".join(line.shown for line in lines if not line.final)
         else:
             done = [line for line in lines if line.text]
-            buffer = "".join(line.tail for line in lines if not line.closed).strip()
+            buffer = "".join(line.tail for line in lines if not line.final).strip()
         return {
             "status": "active_transcription" if self.heard_speech else "no_audio_detected",
             "lines": [_line(line) for line in done],
             "buffer_transcription": buffer,
             "buffer_diarization": "",
             "buffer_translation": "",
-            "remaining_time_transcription": 0.0 if self.finished else
-            round(max(self.speaker.lag, self.speaker.queued_seconds), 2),
+            "remaining_time_transcription": 0.0
+            if self.finished
+            else round(max(self.speaker.lag, self.speaker.queued_seconds), 2),
             "remaining_time_diarization": 0.0,
         }
 
@@ -141,7 +140,7 @@ class AsrSession:
             else:
                 state = {"type": "diff", "seq": self._seq, **state, "n_lines": len(lines)}
                 if len(lines) > self._sent_lines:
-                    state["new_lines"] = lines[self._sent_lines:]
+                    state["new_lines"] = lines[self._sent_lines :]
             self._sent_lines = len(lines)
         try:
             await self.ws.send_str(dumps(state))
@@ -157,8 +156,6 @@ class AsrSession:
 
 
 def _looks_encoded(data: bytes) -> bool:
-    from ..audio import sniff_format
-
     return sniff_format(data[:16], frame_sync=False) is not None
 
 
@@ -168,15 +165,14 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
     mode = query.get("mode", "full")
     input_kind = query.get("input", "auto")
     try:
-        config = stream_config(app[CONFIG_KEY], query.get("language"), query.get("policy"),
-                                query.get("task"))
+        config = app[CONFIG_KEY].stream_config(query.get("language"), query.get("policy"), query.get("task"))
         if mode not in ("full", "diff"):
             raise ValueError("mode is full or diff")
         if input_kind not in ("auto", "pcm", "encoded"):
             raise ValueError("input is auto, pcm or encoded")
-    except ValueError as exc:
+    except (OptionsError, ValueError) as exc:
         return json_error(400, str(exc))
-    if app[SESSIONS_KEY].speakers() + len(app[ASR_CONNECTIONS_KEY]) >= app[CONFIG_KEY].max_live_streams:
+    if live_streams(app) >= app[CONFIG_KEY].max_live_streams:
         return json_error(503, "the server is at its limit of live streams; try again later")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
     if not ws.can_prepare(request).ok:
@@ -184,10 +180,7 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     app[ASR_CONNECTIONS_KEY].add(ws)
 
-    def open_speaker(transcript, on_event):
-        return LiveSpeaker(app[WORKER_KEY], config, name="speaker", transcript=transcript, on_event=on_event)
-
-    session = AsrSession(ws, open_speaker, mode, input_kind)
+    session = AsrSession(ws, app[WORKER_KEY], config, mode, input_kind)
     ended = False
     try:
         await session.send({"type": "config", "useAudioWorklet": input_kind != "encoded", "mode": mode})
@@ -235,12 +228,11 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
 async def _text_message(session: AsrSession, text: str) -> bool:
     """Handle a JSON text frame; True when it asks to stop."""
     try:
-        data = parse_control(text)
-        if data["type"] == "stop":
-            return True
-        if data["type"] != "set_language":
-            raise ValueError(f"unknown message type {data['type']!r} (known: set_language, stop)")
-        session.speaker.set_language(whisper_language(data.get("language")))
-    except ValueError as exc:
+        command = parse_control(text, accepted=(SetLanguage, Stop))
+    except ControlError as exc:
         await session.send({"error": f"bad message: {exc}"})
+        return False
+    if isinstance(command, Stop):
+        return True
+    session.speaker.set_language(command.language)
     return False

@@ -11,67 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from dataclasses import asdict
 
 from aiohttp import MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..audio import AudioFileError, TooLongError, UnsupportedFormatError, load_audio
+from ..audio import SAMPLE_RATE, AudioFileError, TooLongError, UnsupportedFormatError, load_audio
 from ..engine import OfflineTranscript
-from ..formats import Cue, render
-from ..scheduler import MODEL_LOCK
-from .app import CONFIG_KEY, FILES_KEY, dumps, json_error
+from ..session.file_jobs import QueueFull
+from ..session.formats import MEDIA_TYPES, render, segment_captions
+from ..session.options import OptionsError, parse_language, parse_task
+from .keys import CONFIG_KEY, FILES_KEY
+from .responses import RequestError, dumps, json_error
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 4096
 OPENAI_FORMATS = ("json", "verbose_json", "text", "srt", "vtt")
 PROGRESS_EVERY = 0.5  # seconds between progress lines
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-class FileJobs:
-    def __init__(self, worker, config):
-        self.worker = worker
-        self.config = config
-        self._slots = asyncio.Semaphore(config.max_file_jobs)
-        self.running = 0
-        self.waiting = 0
-        self.done = 0
-
-    def status(self) -> dict:
-        return {"running": self.running, "queued": self.waiting, "done": self.done}
-
-    async def run(self, audio, language, prompt, progress=None, task: str = "transcribe") -> OfflineTranscript:
-        if self._slots.locked() and self.waiting >= self.config.max_queued_files:
-            raise RequestError(503, "too many files waiting; try again later")
-        cancel = threading.Event()
-        self.waiting += 1
-        queued = True
-        try:
-            async with self._slots:
-                self.waiting -= 1
-                queued = False
-                self.running += 1
-                try:
-                    return await asyncio.to_thread(
-                        self.worker.engine.transcribe, audio, language=language, initial_prompt=prompt,
-                        progress=progress, lock=MODEL_LOCK, cancelled=cancel.is_set, task=task)
-                finally:
-                    self.running -= 1
-                    self.done += 1
-        except BaseException:
-            cancel.set()  # the client is gone: stop at the next window
-            raise
-        finally:
-            if queued:
-                self.waiting -= 1
 
 
 async def read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, str, dict[str, str]]:
@@ -100,16 +57,22 @@ async def read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, str,
                 try:
                     value = await _read_limited(part, MAX_FIELD_BYTES)
                 except RequestError:  # most likely the audio, in a field with another name
-                    raise RequestError(400, f"form field {part.name!r} is over {MAX_FIELD_BYTES} bytes: "
-                                            "send the audio in a multipart field named 'file'") from None
+                    raise RequestError(
+                        400,
+                        f"form field {part.name!r} is over {MAX_FIELD_BYTES} bytes: "
+                        "send the audio in a multipart field named 'file'",
+                    ) from None
                 fields[part.name] = value.decode("utf-8", "replace")
         if data is None:
             raise RequestError(400, "no file: send the audio in a multipart field named 'file'")
         return data, name, fields
     if kind.startswith(("audio/", "video/")) or kind == "application/octet-stream":
         return await _read_limited(request.content, max_bytes), "upload", dict(request.query)
-    raise RequestError(415, f"unsupported content type {kind or 'none'}: send multipart/form-data with a "
-                            "'file' field, or the audio itself with an audio/* content type")
+    raise RequestError(
+        415,
+        f"unsupported content type {kind or 'none'}: send multipart/form-data with a "
+        "'file' field, or the audio itself with an audio/* content type",
+    )
 
 
 async def _read_limited(source, max_bytes: int) -> bytes:
@@ -120,7 +83,7 @@ async def _read_limited(source, max_bytes: int) -> bytes:
             break
         size += len(chunk)
         if size > max_bytes:
-            raise RequestError(413, f"upload larger than the limit of {max_bytes / 1024 ** 2:.3g} MB")
+            raise RequestError(413, f"upload larger than the limit of {max_bytes / 1024**2:.3g} MB")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -128,8 +91,9 @@ async def _read_limited(source, max_bytes: int) -> bytes:
 async def _decode(request: web.Request, data: bytes, name: str):
     config = request.app[CONFIG_KEY]
     try:
-        return await asyncio.to_thread(load_audio, data, max_seconds=config.max_file_minutes * 60, name=name,
-                                       untrusted=True)
+        return await asyncio.to_thread(
+            load_audio, data, max_seconds=config.max_file_minutes * 60, name=name, untrusted=True
+        )
     except UnsupportedFormatError as exc:
         raise RequestError(415, str(exc)) from None
     except TooLongError as exc:
@@ -139,42 +103,51 @@ async def _decode(request: web.Request, data: bytes, name: str):
 
 
 def _language(fields: dict[str, str]) -> str | None:
-    from ..live import whisper_language
-
     try:
-        return whisper_language(fields.get("language"))
-    except ValueError as exc:
+        return parse_language(fields.get("language"))
+    except OptionsError as exc:
         raise RequestError(400, str(exc)) from None
 
 
 def _task(fields: dict[str, str]) -> str:
-    from .app import whisper_task
-
     try:
-        return whisper_task(fields.get("task"))
-    except ValueError as exc:
+        return parse_task(fields.get("task"))
+    except OptionsError as exc:
         raise RequestError(400, str(exc)) from None
 
 
+async def _run(request: web.Request, audio, language, prompt, progress=None, task="transcribe") -> OfflineTranscript:
+    try:
+        return await request.app[FILES_KEY].run(audio, language, prompt, progress, task)
+    except QueueFull as exc:
+        raise RequestError(503, str(exc)) from None
+
+
 def document(result: OfflineTranscript) -> dict:
-    return {"language": result.language, "language_probability": round(result.language_probability, 3),
-            "duration": round(result.duration, 3), "processing_time": round(result.processing_time, 3),
-            "text": result.text, "segments": [{"id": i, **asdict(s)} for i, s in enumerate(result.segments)]}
+    return {
+        "language": result.language,
+        "language_probability": round(result.language_probability, 3),
+        "duration": round(result.duration, 3),
+        "processing_time": round(result.processing_time, 3),
+        "text": result.text,
+        "segments": [{"id": i, **asdict(s)} for i, s in enumerate(result.segments)],
+    }
 
 
 async def transcribe_upload(request: web.Request) -> web.StreamResponse:
     """Our own file endpoint: segments, words, language, processing_time."""
     config = request.app[CONFIG_KEY]
     try:
-        data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024 ** 2))
+        data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024**2))
         fields = {**request.query, **fields}
         language, task = _language(fields), _task(fields)
         audio = await _decode(request, data, name)
         del data
-        if fields.get("progress", "").lower() in ("1", "true", "yes") or \
-                "application/x-ndjson" in request.headers.get("Accept", ""):
+        if fields.get("progress", "").lower() in ("1", "true", "yes") or "application/x-ndjson" in request.headers.get(
+            "Accept", ""
+        ):
             return await _with_progress(request, audio, language, fields.get("prompt"), task)
-        result = await request.app[FILES_KEY].run(audio, language, fields.get("prompt"), task=task)
+        result = await _run(request, audio, language, fields.get("prompt"), task=task)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
     return web.json_response(document(result), dumps=dumps)
@@ -191,12 +164,13 @@ async def _with_progress(request: web.Request, audio, language, prompt, task) ->
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY:
             last[0] = now
-            loop.call_soon_threadsafe(lines.put_nowait, {"type": "progress", "done": round(done, 1),
-                                                         "total": round(total, 1)})
+            loop.call_soon_threadsafe(
+                lines.put_nowait, {"type": "progress", "done": round(done, 1), "total": round(total, 1)}
+            )
 
-    total = round(len(audio) / 16000, 1)
+    total = round(len(audio) / SAMPLE_RATE, 1)
     await response.write((dumps({"type": "progress", "done": 0.0, "total": total}) + "\n").encode())
-    job = asyncio.ensure_future(request.app[FILES_KEY].run(audio, language, prompt, progress, task))
+    job = asyncio.ensure_future(_run(request, audio, language, prompt, progress, task))
     try:
         while not job.done():
             getter = asyncio.ensure_future(lines.get())
@@ -229,28 +203,47 @@ async def openai_translations(request: web.Request) -> web.Response:
 async def _openai(request: web.Request, task: str) -> web.Response:
     config = request.app[CONFIG_KEY]
     try:
-        data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024 ** 2))
+        data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024**2))
         fmt = fields.get("response_format", "json")
         if fmt not in OPENAI_FORMATS:
             raise RequestError(400, f"response_format is one of {', '.join(OPENAI_FORMATS)}")
         language = _language(fields)
         audio = await _decode(request, data, name)
         del data
-        result = await request.app[FILES_KEY].run(audio, language, fields.get("prompt"), task=task)
+        result = await _run(request, audio, language, fields.get("prompt"), task=task)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
     usage = {"type": "duration", "seconds": math.ceil(result.duration)}
     if fmt == "json":
         return web.json_response({"text": result.text, "usage": usage}, dumps=dumps)
     if fmt == "verbose_json":
-        segments = [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
-                     "temperature": 0.0, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
-                     "no_speech_prob": s.no_speech_prob} for i, s in enumerate(result.segments)]
+        segments = [
+            {
+                "id": i,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": s.avg_logprob,
+                "compression_ratio": s.compression_ratio,
+                "no_speech_prob": s.no_speech_prob,
+            }
+            for i, s in enumerate(result.segments)
+        ]
         words = [{"word": w["word"], "start": w["start"], "end": w["end"]} for s in result.segments for w in s.words]
-        return web.json_response({"task": task, "language": result.language,
-                                  "duration": round(result.duration, 3), "text": result.text,
-                                  "segments": segments, "words": words, "usage": usage}, dumps=dumps)
-    cues = [Cue(s.start, s.end, s.text) for s in result.segments]
-    body = render(cues, fmt) if fmt != "text" else result.text + "\n"
-    kinds = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
-    return web.Response(text=body, content_type=kinds[fmt], charset="utf-8")
+        return web.json_response(
+            {
+                "task": task,
+                "language": result.language,
+                "duration": round(result.duration, 3),
+                "text": result.text,
+                "segments": segments,
+                "words": words,
+                "usage": usage,
+            },
+            dumps=dumps,
+        )
+    body = render(segment_captions(result.segments), fmt) if fmt != "text" else result.text + "\n"
+    return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8")

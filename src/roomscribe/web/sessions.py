@@ -1,5 +1,6 @@
 """Caption sessions of the embedded page: each browser tab is a participant with its own
-speech stream; every participant of a session sees everyone's captions."""
+live speaker; every participant of a session sees everyone's captions, and the session
+keeps the transcript (a sink every speaker of the session shares)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from ..engine import Event, EventType, StreamConfig
-from ..live import Line, LiveSpeaker, Transcript
-from ..scheduler import EngineWorker
+from ..engine import StreamConfig
+from ..session import Caption, LiveSpeaker, Pipeline, Transcript
+from ..session.scheduler import EngineWorker
 
 logger = logging.getLogger("roomscribe.web")
 
@@ -28,23 +29,26 @@ class Participant:
         self.color = color
         self.speaker: LiveSpeaker | None = None
         self.send: Callable[[dict], None] | None = None  # set once the data channel is open
-        self.close_transport: Callable[[], object] | None = None
+        self.close_transport: Callable[[], Awaitable[None]] | None = None
         self.left = False
 
     def info(self) -> dict:
         lag = self.speaker.lag if self.speaker else 0.0
-        return {"id": self.id, "name": self.name, "color": self.color, "lag": round(lag, 3),
-                "language": self.speaker.config.language if self.speaker else None}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "color": self.color,
+            "lag": round(lag, 3),
+            "language": self.speaker.language if self.speaker else None,
+        }
 
     def start_speaking(self, worker: EngineWorker, config: StreamConfig) -> LiveSpeaker:
-        self.speaker = LiveSpeaker(worker, config, name=self.name, transcript=self.session.transcript,
-                                   on_event=self._on_event, offset=self.session.clock())
+        pipeline = Pipeline(sinks=[self.session.transcript, self._broadcast])
+        self.speaker = LiveSpeaker(worker, config, name=self.name, pipeline=pipeline, offset=self.session.clock())
         return self.speaker
 
-    def _on_event(self, speaker: LiveSpeaker, event: Event, line: Line | None) -> None:
-        if line is None or event.type not in (EventType.INTERIM, EventType.FINAL):
-            return
-        self.session.broadcast(caption_message(self, line, event.lag))
+    def _broadcast(self, caption: Caption) -> None:
+        self.session.broadcast(caption_message(self, caption))
 
     async def leave(self) -> None:
         """The tab is gone: caption what it said last, then free its stream."""
@@ -60,11 +64,22 @@ class Participant:
             await self.close_transport()
 
 
-def caption_message(participant: Participant, line: Line, lag: float) -> dict:
-    return {"type": "caption", "participant": participant.id, "speaker": participant.name,
-            "color": participant.color, "segment_id": line.segment_id, "text": line.text, "tail": line.tail,
-            "final": line.closed, "start": round(line.start, 3), "end": round(line.end, 3),
-            "language": line.language, "lag": round(lag, 3), "sent_at": time.time()}
+def caption_message(participant: Participant, caption: Caption) -> dict:
+    return {
+        "type": "caption",
+        "participant": participant.id,
+        "speaker": participant.name,
+        "color": participant.color,
+        "segment_id": caption.segment_id,
+        "text": caption.text,
+        "tail": caption.tail,
+        "final": caption.final,
+        "start": round(caption.start, 3),
+        "end": round(caption.end, 3),
+        "language": caption.language,
+        "lag": round(caption.lag, 3),
+        "sent_at": time.time(),
+    }
 
 
 class Session:
@@ -100,14 +115,15 @@ class Session:
 
     def history(self) -> dict:
         colors = {p.name: p.color for p in self.participants.values()}
-        return {"type": "history", "lines": [{**line.as_dict(), "color": colors.get(line.speaker, 0)}
-                                             for line in self.transcript.committed()]}
+        return {
+            "type": "history",
+            "lines": [{**c.as_dict(), "color": colors.get(c.participant, 0)} for c in self.transcript.committed()],
+        }
 
 
 class Sessions:
-    def __init__(self, worker: EngineWorker, config):
-        self.worker = worker
-        self.config = config
+    def __init__(self, max_sessions: int):
+        self.max_sessions = max_sessions
         self.sessions: dict[str, Session] = {}
 
     def get(self, session_id: str) -> Session | None:
@@ -121,8 +137,8 @@ class Sessions:
             raise ValueError("a session id is 1-64 letters, digits, '-' or '_'")
         session = self.sessions.get(session_id)
         if session is None:
-            if len(self.sessions) >= self.config.max_sessions:
-                raise LookupError(f"the server holds its limit of {self.config.max_sessions} sessions")
+            if len(self.sessions) >= self.max_sessions:
+                raise LookupError(f"the server holds its limit of {self.max_sessions} sessions")
             session = self.sessions[session_id] = Session(session_id)
         return session
 
@@ -136,8 +152,10 @@ class Sessions:
                 del self.sessions[sid]
 
     def status(self) -> list[dict]:
-        return [{"id": s.id, "participants": s.roster(), "lines": len(s.transcript.lines)}
-                for s in self.sessions.values()]
+        return [
+            {"id": s.id, "participants": s.roster(), "lines": len(s.transcript.segments)}
+            for s in self.sessions.values()
+        ]
 
     async def close_all(self) -> None:
         participants = [p for s in self.sessions.values() for p in s.participants.values()]

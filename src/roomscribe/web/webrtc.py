@@ -6,21 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import av
 import numpy as np
 from aiohttp import web
 
-from .app import (
-    ASR_CONNECTIONS_KEY,
-    CONFIG_KEY,
-    PEERS_KEY,
-    SESSIONS_KEY,
-    WORKER_KEY,
-    dumps,
-    json_error,
-    parse_control,
-    stream_config,
-)
+from ..audio import FrameConverter
+from ..session.control import ControlError, Ping, SetLanguage, parse_control
+from ..session.formats import MEDIA_TYPES
+from ..session.options import OptionsError
+from .keys import CONFIG_KEY, PEERS_KEY, SESSIONS_KEY, WORKER_KEY, live_streams
+from .responses import dumps, json_error
 from .sessions import Participant
 
 logger = logging.getLogger("roomscribe.web")
@@ -51,14 +45,15 @@ async def offer(request: web.Request) -> web.Response:
     if "m=audio" not in sdp:
         return json_error(400, "the offer has no audio (m=audio) section")
     try:
-        config = stream_config(app[CONFIG_KEY], request.query.get("language"), request.query.get("policy"),
-                               request.query.get("task"))
+        config = app[CONFIG_KEY].stream_config(
+            request.query.get("language"), request.query.get("policy"), request.query.get("task")
+        )
         session = app[SESSIONS_KEY].open(request.query.get("session"))
-    except ValueError as exc:
+    except (OptionsError, ValueError) as exc:
         return json_error(400, str(exc))
     except LookupError as exc:
         return json_error(503, str(exc))
-    if app[SESSIONS_KEY].speakers() + len(app[ASR_CONNECTIONS_KEY]) >= app[CONFIG_KEY].max_live_streams:
+    if live_streams(app) >= app[CONFIG_KEY].max_live_streams:
         return json_error(503, "the server is at its limit of live streams; try again later")
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: host candidates only
@@ -68,6 +63,7 @@ async def offer(request: web.Request) -> web.Response:
     async def close_transport() -> None:
         app[PEERS_KEY].pop(participant.id, None)
         await pc.close()
+
     participant.close_transport = close_transport
 
     @pc.on("datachannel")
@@ -75,9 +71,17 @@ async def offer(request: web.Request) -> web.Response:
         def send(message: dict) -> None:
             if channel.readyState == "open":
                 channel.send(dumps(message))
+
         participant.send = send
-        send({"type": "welcome", "session": session.id, "participant": participant.id,
-              "name": participant.name, "color": participant.color})
+        send(
+            {
+                "type": "welcome",
+                "session": session.id,
+                "participant": participant.id,
+                "name": participant.name,
+                "color": participant.color,
+            }
+        )
         send(session.history())
         session.broadcast({"type": "participants", "participants": session.roster()})
 
@@ -103,16 +107,19 @@ async def offer(request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001 - a malformed offer is the client's error
         await participant.leave()
         return json_error(400, f"could not use the SDP offer: {exc}")
-    return web.Response(status=201, body=pc.localDescription.sdp.encode(), content_type="application/sdp",
-                        headers={"Location": f"/whip/{participant.id}", "X-Session": session.id,
-                                 "X-Participant": participant.id})
+    return web.Response(
+        status=201,
+        body=pc.localDescription.sdp.encode(),
+        content_type="application/sdp",
+        headers={"Location": f"/whip/{participant.id}", "X-Session": session.id, "X-Participant": participant.id},
+    )
 
 
 async def _pump(track, participant: Participant, speaker) -> None:
     """The microphone's frames (48 kHz Opus, decoded by aiortc) as 16 kHz mono samples."""
     from aiortc.mediastreams import MediaStreamError
 
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+    converter = FrameConverter()
     pending: list[np.ndarray] = []
     held = 0
     try:
@@ -121,39 +128,35 @@ async def _pump(track, participant: Participant, speaker) -> None:
                 frame = await track.recv()
             except MediaStreamError:
                 break
-            for out in resampler.resample(frame):
-                chunk = out.to_ndarray().reshape(-1).copy()
-                pending.append(chunk)
-                held += len(chunk)
+            chunk = converter.av_frame(frame)
+            pending.append(chunk)
+            held += len(chunk)
             if held >= PUSH_SAMPLES:
                 speaker.push(np.concatenate(pending))
                 pending, held = [], 0
     except Exception:  # noqa: BLE001 - one broken track ends its own participant only
         logger.exception("participant %s: audio failed", participant.id)
     finally:
-        if pending:
-            speaker.push(np.concatenate(pending))
+        rest = np.concatenate([*pending, converter.flush()])
+        if len(rest):
+            speaker.push(rest)
         await participant.leave()
 
 
 def _control(participant: Participant, message) -> None:
-    """Messages from the page: {"type": "set_language", "language": "ko" | "auto"}."""
-    from ..live import whisper_language
-
+    """Messages from the page: set_language (`auto` to detect) and ping."""
     reply = participant.send or (lambda _: None)
     try:
-        data = parse_control(message)
-        if data["type"] == "set_language":
-            language = whisper_language(data.get("language"))
-            if participant.speaker is not None:
-                participant.speaker.set_language(language)
-            reply({"type": "language", "language": language or "auto"})
-        elif data["type"] == "ping":
-            reply({"type": "pong", "t": data.get("t")})
-        else:
-            raise ValueError(f"unknown control message type {data['type']!r}")
-    except ValueError as exc:
+        command = parse_control(message, accepted=(SetLanguage, Ping))
+    except ControlError as exc:
         reply({"type": "error", "message": f"bad control message: {exc}"})
+        return
+    if isinstance(command, Ping):
+        reply({"type": "pong", "t": command.t})
+        return
+    if participant.speaker is not None:
+        participant.speaker.set_language(command.language)
+    reply({"type": "language", "language": command.language or "auto"})
 
 
 async def hang_up(request: web.Request) -> web.Response:
@@ -164,8 +167,7 @@ async def hang_up(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-TRANSCRIPT_TYPES = {"txt": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt",
-                    "json": "application/json"}
+TRANSCRIPT_FORMATS = ("txt", "srt", "vtt", "json")
 
 
 async def transcript(request: web.Request) -> web.Response:
@@ -173,8 +175,12 @@ async def transcript(request: web.Request) -> web.Response:
     if session is None:
         return json_error(404, "no such session")
     fmt = request.query.get("format", "txt")
-    if fmt not in TRANSCRIPT_TYPES:
-        return json_error(400, f"format is one of {', '.join(TRANSCRIPT_TYPES)}")
+    if fmt not in TRANSCRIPT_FORMATS:
+        return json_error(400, f"format is one of {', '.join(TRANSCRIPT_FORMATS)}")
     body = session.transcript.render(fmt)
-    return web.Response(text=body, content_type=TRANSCRIPT_TYPES[fmt], charset="utf-8", headers={
-        "Content-Disposition": f'attachment; filename="roomscribe-{session.id}.{fmt}"'})
+    return web.Response(
+        text=body,
+        content_type=MEDIA_TYPES[fmt],
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="roomscribe-{session.id}.{fmt}"'},
+    )

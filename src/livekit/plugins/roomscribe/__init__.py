@@ -4,15 +4,18 @@
 
     session = AgentSession(stt=roomscribe.STT(), ...)
 
-One model is loaded per process and shared by every `STT` instance and stream;
-model calls run on one worker thread, never on the event loop.
+A thin adapter over `roomscribe.session`: one model is loaded per process
+(`shared_engine(model)` loads it ahead) and shared by every `STT` instance and stream;
+model calls run on one worker thread per engine (`worker_for(engine)`), never on the
+event loop.
 """
 
-from roomscribe.scheduler import EngineWorker, shared_engine, worker_for
-from .stt import STT, RecognizeStream
-from .version import __version__
+from roomscribe import __version__  # the one version (pyproject.toml reads it too)
+from roomscribe.session import EngineWorker, shared_engine, worker_for
 
-__all__ = ["STT", "RecognizeStream", "EngineWorker", "shared_engine", "worker_for", "__version__"]
+from .stt import STT, RecognizeStream, STTOptions
+
+__all__ = ["STT", "RecognizeStream", "STTOptions", "EngineWorker", "shared_engine", "worker_for", "__version__"]
 
 from livekit.agents import Plugin
 

@@ -1,20 +1,22 @@
-"""LiveKit Agents speech-to-text over the roomscribe streaming engine.
+"""LiveKit Agents speech-to-text over `roomscribe.session`: a thin adapter.
 
-Mapping of engine events to LiveKit `SpeechEvent`s:
+Each run of a `RecognizeStream` is one `LiveSpeaker` on the process's shared engine worker;
+its captions pass an `InterimThrottle` and then become LiveKit `SpeechEvent`s:
 
-- speech_start → START_OF_SPEECH (overlapping utterances are merged, so START and END
-  alternate);
-- interim, and finals that do not close their segment → INTERIM_TRANSCRIPT with the
-  whole segment so far (an interim replaces the previous one), at most one per
-  `interim_interval` seconds; the latest one is sent when the interval has passed;
-- a final that closes its segment (a sentence, or the end of an utterance) →
-  FINAL_TRANSCRIPT with the whole segment. Consumers append finals, so finals never
-  repeat earlier text;
-- speech_end → END_OF_SPEECH; audio taken → RECOGNITION_USAGE.
+- speech start / end (the engine's VAD) → START_OF_SPEECH / END_OF_SPEECH (overlapping
+  utterances are merged, so START and END alternate);
+- a caption that is not final → INTERIM_TRANSCRIPT with the whole segment so far (committed
+  words and the tail), at most one per `interim_interval` seconds, the newest one;
+- a final caption → FINAL_TRANSCRIPT with the whole segment. Consumers append finals, so
+  finals never repeat earlier text;
+- audio taken → RECOGNITION_USAGE every 5 s of audio (and at each flush).
 
-`flush()` ends the engine stream, so its tail is final at once, and the next audio
-starts a fresh one. A flush with nothing left to finalise is acknowledged with an
-empty FINAL_TRANSCRIPT (turn commits wait for a final); `end_input()` is not.
+Frames of any rate and channel count are converted to 16 kHz mono in one place
+(`roomscribe.audio.FrameConverter`, one per stream); frames that cannot be are skipped.
+
+`flush()` ends the engine stream, so its tail is final at once, and the next audio starts a
+fresh one. A flush with nothing left to finalise is acknowledged with an empty
+FINAL_TRANSCRIPT (turn commits wait for a final); `end_input()`'s own flush is not.
 """
 
 from __future__ import annotations
@@ -22,20 +24,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
-
-from livekit import rtc
 from livekit.agents import APIConnectionError, APIConnectOptions, LanguageCode, stt, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer, is_given
-from roomscribe.engine import Engine, Event, EventType, StreamConfig, Word
-from roomscribe.scheduler import (MODEL_LOCK, Drained, EngineWorker, Failure, StreamHandle, loop_delivery, shared_engine,
-                                  worker_for)
 
-from .audio import SAMPLE_RATE, frames_to_pcm, mono_frame, whisper_language
+from livekit import rtc
+from roomscribe.audio import SAMPLE_RATE, FrameConverter
+from roomscribe.engine import Engine, StreamConfig, Word
+from roomscribe.engine.policies import PolicyName
+from roomscribe.engine.text import tidy_text
+from roomscribe.session import Caption, InterimThrottle, LiveSpeaker, Pipeline, shared_engine, worker_for
+from roomscribe.session.options import parse_language, parse_policy
+from roomscribe.session.scheduler import MODEL_LOCK
+
 from .log import logger
 
 USAGE_INTERVAL = 5.0  # seconds of audio reported per RECOGNITION_USAGE event
@@ -44,10 +49,19 @@ USAGE_INTERVAL = 5.0  # seconds of audio reported per RECOGNITION_USAGE event
 @dataclass
 class STTOptions:
     model: str
-    policy: str
-    language: str | None
-    interim_interval: float
+    policy: PolicyName
+    language: str | None  # a Whisper language code; None: detected per stream
+    interim_interval: float  # the least seconds between two interim transcripts of a stream
     min_chunk_seconds: float
+
+    def stream_config(self) -> StreamConfig:
+        return StreamConfig(policy=self.policy, language=self.language, min_chunk_seconds=self.min_chunk_seconds)
+
+
+def _interim_interval(value: float) -> float:
+    if not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"interim_interval must be a number of seconds >= 0, not {value!r}")
+    return float(value)
 
 
 class STT(stt.STT):
@@ -55,7 +69,7 @@ class STT(stt.STT):
         self,
         *,
         model: str = "base",
-        policy: str = "localagreement",
+        policy: PolicyName = "localagreement",
         language: str | None = None,
         interim_interval: float = 0.25,
         min_chunk_seconds: float = 0.5,
@@ -66,12 +80,16 @@ class STT(stt.STT):
         Args:
             model: "base", "tiny.en", a CTranslate2 Whisper directory or a hub name. Loaded
                 once per process on first use and shared by every STT with the same model.
-            policy: "localagreement" or "alignatt" (how words become final).
-            language: a language code, or None to detect it per stream.
+            policy: how words become final: one of `roomscribe.engine.policies.POLICIES`.
+            language: a language code ("en", "en-US"), a name ("English"), or None / "auto" /
+                "multi" to detect it per stream.
             interim_interval: the least time in seconds between two interim transcripts
                 of one stream.
             min_chunk_seconds: new audio needed before the window is decoded again.
             engine: an already loaded `roomscribe.engine.Engine` to use instead of `model`.
+
+        Raises:
+            ValueError: an option that cannot be used (an unknown language or policy, ...).
         """
         super().__init__(
             capabilities=stt.STTCapabilities(
@@ -84,12 +102,16 @@ class STT(stt.STT):
                 manual_flush=True,
             )
         )
-        if interim_interval < 0:
-            raise ValueError("interim_interval must be >= 0")
-        StreamConfig(policy=policy, min_chunk_seconds=min_chunk_seconds)  # validates both early
-        self._opts = STTOptions(model=model, policy=policy, language=language,
-                                interim_interval=interim_interval, min_chunk_seconds=min_chunk_seconds)
+        self._opts = STTOptions(
+            model=model,
+            policy=parse_policy(policy),
+            language=parse_language(language),
+            interim_interval=_interim_interval(interim_interval),
+            min_chunk_seconds=min_chunk_seconds,
+        )
+        self._opts.stream_config()  # validates min_chunk_seconds early
         self._engine = engine
+        self._streams: weakref.WeakSet[RecognizeStream] = weakref.WeakSet()
 
     @property
     def model(self) -> str:
@@ -119,10 +141,20 @@ class STT(stt.STT):
             return self._engine
         return await asyncio.to_thread(self._load_engine)  # loading takes seconds: off the loop
 
-    def _stream_config(self, language: NotGivenOr[str | None]) -> StreamConfig:
-        lang = language if is_given(language) else self._opts.language
-        return StreamConfig(policy=self._opts.policy, language=whisper_language(lang),
-                            min_chunk_seconds=self._opts.min_chunk_seconds)
+    def update_options(
+        self,
+        *,
+        language: NotGivenOr[str | None] = NOT_GIVEN,
+        interim_interval: NotGivenOr[float] = NOT_GIVEN,
+    ) -> None:
+        """Change options for new streams and every open one (a new language starts a fresh
+        engine stream once the current sentence is final)."""
+        if is_given(language):
+            self._opts.language = parse_language(language)
+        if is_given(interim_interval):
+            self._opts.interim_interval = _interim_interval(interim_interval)
+        for stream in self._streams:
+            stream.update_options(language=language, interim_interval=interim_interval)
 
     async def _recognize_impl(
         self,
@@ -131,18 +163,23 @@ class STT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
-        audio = frames_to_pcm(buffer)
-        lang = whisper_language(language if is_given(language) else self._opts.language)
+        lang = parse_language(language) if is_given(language) else self._opts.language
+        audio = buffer_pcm(buffer)
         request_id = utils.shortuuid("RS_")
         if len(audio) < SAMPLE_RATE // 100:  # under 10 ms: nothing to transcribe
             data = stt.SpeechData(language=LanguageCode(lang or ""), text="")
-            return stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=request_id,
-                                   alternatives=[data])
+            return stt.SpeechEvent(
+                type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=request_id, alternatives=[data]
+            )
         engine = await self._get_engine()
 
         result = await asyncio.to_thread(engine.transcribe, audio, language=lang, lock=MODEL_LOCK)
-        words = [TimedString(w["word"], start_time=w["start"], end_time=w["end"], confidence=w["probability"])
-                 for seg in result.segments for w in seg.words]
+        words = [
+            TimedString(w["word"].strip(), start_time=w["start"], end_time=w["end"], confidence=w["probability"])
+            for seg in result.segments
+            for w in seg.words
+            if w["word"].strip()
+        ]
         data = stt.SpeechData(
             language=LanguageCode(result.language),
             text=result.text,
@@ -151,8 +188,7 @@ class STT(stt.STT):
             confidence=_mean_confidence(words),
             words=words,
         )
-        return stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=request_id,
-                               alternatives=[data])
+        return stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=request_id, alternatives=[data])
 
     def stream(
         self,
@@ -160,227 +196,234 @@ class STT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> RecognizeStream:
-        return RecognizeStream(stt=self, conn_options=conn_options, config=self._stream_config(language),
-                               interim_interval=self._opts.interim_interval)
+        opts = dataclasses.replace(self._opts)
+        if is_given(language):
+            opts.language = parse_language(language)
+        stream = RecognizeStream(stt=self, conn_options=conn_options, opts=opts)
+        self._streams.add(stream)
+        return stream
 
 
 class RecognizeStream(stt.RecognizeStream):
-    def __init__(self, *, stt: STT, conn_options: APIConnectOptions, config: StreamConfig,
-                 interim_interval: float) -> None:
-        # sample_rate: the base class resamples pushed frames to 16 kHz for us.
-        super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
+    def __init__(self, *, stt: STT, conn_options: APIConnectOptions, opts: STTOptions) -> None:
+        # No sample_rate: frames arrive as pushed and are converted in one place (`_pcm`).
+        super().__init__(stt=stt, conn_options=conn_options)
         self._roomscribe = stt
-        self._config = config
-        self._interim_interval = interim_interval
+        self._opts = opts
+        self._converter = FrameConverter()
         self._bad_frames = 0
-        self._reset()
-
-    def _reset(self) -> None:
-        """Caption state of one `_run` (a retry starts on a fresh engine stream)."""
-        self._audio_seconds = 0.0  # audio given to the engine in this run
+        self._speaker: LiveSpeaker | None = None  # the speaker of the run in progress
+        self._throttle: InterimThrottle | None = None
         self._speech_depth = 0  # utterances open: the next may start before the last is decoded
-        self._segment_words: list[TimedString] = []
-        self._language = self._config.language or ""
-        self._pending_interim: stt.SpeechEvent | None = None
-        self._last_interim_at = -float("inf")
-        self._interim_timer: asyncio.TimerHandle | None = None
-        self._drained: dict[StreamHandle, asyncio.Future[None]] = {}
-        self._handle: StreamHandle | None = None  # the engine stream taking audio now
+        self._language = opts.language or ""
         self._finals_sent = 0
 
+    def update_options(
+        self,
+        *,
+        language: NotGivenOr[str | None] = NOT_GIVEN,
+        interim_interval: NotGivenOr[float] = NOT_GIVEN,
+    ) -> None:
+        if is_given(language):
+            self._opts.language = parse_language(language)
+            if self._speaker is not None:
+                self._speaker.set_language(self._opts.language)
+        if is_given(interim_interval):
+            self._opts.interim_interval = _interim_interval(interim_interval)
+            if self._throttle is not None:
+                self._throttle.interval = self._opts.interim_interval
+
     def push_frame(self, frame: rtc.AudioFrame) -> None:
-        if not isinstance(frame, rtc.AudioFrame):
-            self._skip_frame(f"not an rtc.AudioFrame: {type(frame).__name__}")
-            return
-        if frame.num_channels > 1:
-            # The base class's resampler is mono: fold the channels first.
-            try:
-                frame = mono_frame(frame)
-            except ValueError as exc:
-                self._skip_frame(str(exc))
-                return
-        super().push_frame(frame)
+        # Not the base class's: it resamples only mono and refuses a change of rate; here every
+        # frame goes as it is to `_pcm`.
+        self._check_input_not_ended()
+        self._check_not_closed()
+        self._input_ch.send_nowait(frame)
 
-    def _skip_frame(self, why: str) -> None:
-        self._bad_frames += 1
-        if self._bad_frames == 1 or self._bad_frames % 100 == 0:
-            logger.warning("skipping bad audio frame (%d so far): %s", self._bad_frames, why)
-
-    # -- the run: input pump and event pump --------------------------------------------
+    # -- the run --------------------------------------------------------------------------
     async def _run(self) -> None:
-        self._reset()
         engine = await self._roomscribe._get_engine()
-        worker = worker_for(engine)
-        inbox: asyncio.Queue[tuple[StreamHandle, object]] = asyncio.Queue()
-        deliver = loop_delivery(asyncio.get_running_loop(), lambda h, item: inbox.put_nowait((h, item)))
-        events = asyncio.create_task(self._event_pump(inbox), name="roomscribe.events")
-        pump = asyncio.create_task(self._input_pump(worker, deliver), name="roomscribe.input")
-        try:
-            done, _ = await asyncio.wait([events, pump], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # a failure in either pump ends the run with its error
-        finally:
-            await utils.aio.cancel_and_wait(pump, events)
-            if self._handle is not None:  # cancelled or failed: drop what the engine holds
-                worker.close(self._handle)
-                self._handle = None
-            self._drop_interim()
+        failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
-    async def _input_pump(self, worker: EngineWorker, deliver) -> None:
+        def failed(error: BaseException) -> None:
+            if not failure.done():
+                failure.set_result(error)
+
+        self._speech_depth = 0
+        self._finals_sent = 0
+        self._language = self._opts.language or ""
+        self._throttle = InterimThrottle(self._opts.interim_interval)
+        # Without restarts a failed engine stream ends the run with an APIConnectionError, and
+        # the base class's retry logic starts a fresh one.
+        speaker = self._speaker = LiveSpeaker(
+            worker_for(engine),
+            self._opts.stream_config(),
+            name=utils.shortuuid("STT_"),
+            pipeline=Pipeline([self._throttle], [self._on_caption]),
+            restart_delays=(),
+            on_activity=self._on_activity,
+            on_failure=failed,
+        )
+        pump = asyncio.create_task(self._pump(speaker, failure), name="roomscribe.input")
+        try:
+            await asyncio.wait([pump, failure], return_when=asyncio.FIRST_COMPLETED)
+            _raise_if_failed(speaker, failure)
+            pump.result()
+        finally:
+            await utils.aio.cancel_and_wait(pump)
+            speaker.close()  # cancelled or failed: drop what the engine holds
+            speaker.pipeline.drain()  # and any interim held back
+            self._speaker = self._throttle = None
+
+    async def _pump(self, speaker: LiveSpeaker, failure: asyncio.Future[BaseException]) -> None:
         usage = 0.0
         async for item in self._input_ch:
             if isinstance(item, self._FlushSentinel):
                 # End of a segment: finalise what the engine holds, then start afresh.
+                usage += _push(speaker, self._converter.flush())
                 finals = self._finals_sent
-                await self._finish(worker)
+                drained = speaker.flush()
+                if drained is not None:
+                    await drained
+                _raise_if_failed(speaker, failure)
+                speaker.pipeline.drain()  # nothing of the flushed stream is pending any more
                 ending = self._input_ch.closed and self._input_ch.empty()  # end_input()'s own flush
                 if self._finals_sent == finals and not ending:
                     # Acknowledge a flush that had nothing left to finalise: a manual turn
                     # commit waits for a final transcript.
-                    self._send(stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-                                               alternatives=[self._speech_data("", [])]))
+                    self._send(
+                        stt.SpeechEvent(
+                            type=stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[self._speech_data("", [])]
+                        )
+                    )
                 usage = self._send_usage(usage)
                 continue
-            pcm = self._frame_to_pcm(item)
-            if pcm is None or len(pcm) == 0:
+            pcm = self._pcm(item)
+            if pcm is None:
                 continue
-            if self._handle is None:
-                self._handle = worker.open(self._config, deliver, offset=self._audio_seconds)
-                self._drained[self._handle] = asyncio.get_running_loop().create_future()
-            worker.push(self._handle, pcm)
-            seconds = len(pcm) / SAMPLE_RATE
-            self._audio_seconds += seconds
-            usage += seconds
+            usage += _push(speaker, pcm)
             if usage >= USAGE_INTERVAL:
                 usage = self._send_usage(usage)
-        await self._finish(worker)
+        usage += _push(speaker, self._converter.flush())
+        await speaker.finish()
+        _raise_if_failed(speaker, failure)
         self._send_usage(usage)
 
-    async def _finish(self, worker: EngineWorker) -> None:
-        """End the engine stream and wait until its last events have been sent."""
-        if self._handle is None:
-            return
-        worker.end(self._handle)
-        await self._drained[self._handle]
-        del self._drained[self._handle]
-        self._handle = None
-
-    async def _event_pump(self, inbox: asyncio.Queue) -> None:
-        while True:
-            # Take everything one model call produced before deciding on an interim, so a
-            # commit followed by the new tail goes out as one interim, not two.
-            batch = [await inbox.get()]
-            while not inbox.empty():
-                batch.append(inbox.get_nowait())
-            for handle, item in batch:
-                if isinstance(item, Failure):
-                    raise APIConnectionError(f"roomscribe engine failed: {item.error}") from item.error
-                if isinstance(item, Drained):
-                    waiter = self._drained.get(handle)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(None)
-                else:
-                    self._on_engine_event(handle, item)
-            self._schedule_interim()
-
-    def _frame_to_pcm(self, frame: object) -> np.ndarray | None:
+    def _pcm(self, frame: object) -> np.ndarray | None:
+        """A frame as 16 kHz mono float32, or None (skipped) when it cannot be converted."""
         try:
             if not isinstance(frame, rtc.AudioFrame):
                 raise TypeError(f"not an rtc.AudioFrame: {type(frame).__name__}")
-            if frame.sample_rate != SAMPLE_RATE:
-                raise ValueError(f"sample rate {frame.sample_rate} Hz, expected {SAMPLE_RATE}")
-            if frame.num_channels != 1:
-                frame = mono_frame(frame)
-            return np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / 32768.0
-        except (TypeError, ValueError) as exc:
-            self._skip_frame(str(exc))
+            return self._converter.pcm(frame.data, frame.sample_rate, frame.num_channels)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the stream
+            self._bad_frames += 1
+            if self._bad_frames == 1 or self._bad_frames % 100 == 0:
+                logger.warning("skipping bad audio frame (%d so far): %s", self._bad_frames, exc)
             return None
 
-    # -- engine events to LiveKit events ----------------------------------------------------
-    def _on_engine_event(self, handle: StreamHandle, ev: Event) -> None:
-        if ev.language:
-            self._language = ev.language
-        if ev.type is EventType.SPEECH_START:
+    # -- captions to LiveKit events --------------------------------------------------------
+    def _on_activity(self, kind: str, _at: float) -> None:
+        if kind == "speech_start":
             self._speech_depth += 1
             if self._speech_depth == 1:
-                self._send(stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH, request_id=ev.segment_id))
-        elif ev.type is EventType.INTERIM:
-            words = self._segment_words + self._timed(handle, ev.words)
-            self._offer_interim(ev.segment_id, ev.segment_text, words)
-        elif ev.type is EventType.FINAL:
-            self._segment_words += self._timed(handle, ev.words)
-            if not ev.segment_final:
-                # Committed, but the sentence goes on: shown as the segment's interim.
-                self._offer_interim(ev.segment_id, ev.segment_text, list(self._segment_words))
-                return
-            self._drop_interim()  # the final supersedes it
-            words, self._segment_words = self._segment_words, []
-            if ev.segment_text.strip():
-                self._finals_sent += 1
-                self._send(stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=ev.segment_id,
-                                           alternatives=[self._speech_data(ev.segment_text, words)]))
-        elif ev.type is EventType.SPEECH_END:
-            self._drop_interim()  # the engine finalised the whole tail
-            self._speech_depth = max(0, self._speech_depth - 1)
+                self._send(stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH))
+        elif kind == "speech_end" and self._speech_depth > 0:
+            self._speech_depth -= 1
             if self._speech_depth == 0:
-                self._send(stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH, request_id=ev.segment_id))
+                self._send(stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH))
 
-    def _timed(self, handle: StreamHandle, words: list[Word]) -> list[TimedString]:
-        # Engine times are on the engine stream's clock; LiveKit wants the input's clock
-        # plus start_time_offset (which the base class advances across retries).
-        base = handle.offset + self.start_time_offset
-        return [TimedString(w.text.strip(), start_time=w.start + base, end_time=w.end + base,
-                            confidence=w.probability, start_time_offset=self.start_time_offset)
-                for w in words if w.text.strip()]
+    def _on_caption(self, caption: Caption) -> None:
+        if caption.language:
+            self._language = caption.language
+        if caption.final:
+            if not caption.text.strip():
+                return
+            self._finals_sent += 1
+            self._send(
+                stt.SpeechEvent(
+                    type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+                    request_id=caption.segment_id,
+                    alternatives=[self._speech_data(caption.text, caption.words)],
+                )
+            )
+            return
+        text = caption.shown
+        if text.strip():
+            self._send(
+                stt.SpeechEvent(
+                    type=stt.SpeechEventType.INTERIM_TRANSCRIPT,
+                    request_id=caption.segment_id,
+                    alternatives=[self._speech_data(text, [*caption.words, *caption.tail_words])],
+                )
+            )
 
-    def _speech_data(self, text: str, words: list[TimedString]) -> stt.SpeechData:
+    def _speech_data(self, text: str, words: list[Word]) -> stt.SpeechData:
+        # Caption times are on this run's audio clock; LiveKit wants the input's clock plus
+        # start_time_offset (which the base class and the agent advance, so read it now).
+        timed = _timed_words(words, self.start_time_offset, self._language or None)
         return stt.SpeechData(
             language=LanguageCode(self._language),
             text=text.strip(),
-            start_time=words[0].start_time if words else 0.0,
-            end_time=words[-1].end_time if words else 0.0,
-            confidence=_mean_confidence(words),
-            words=words,
+            start_time=timed[0].start_time if timed else 0.0,
+            end_time=timed[-1].end_time if timed else 0.0,
+            confidence=_mean_confidence(timed),
+            words=timed,
         )
-
-    def _offer_interim(self, segment_id: str, text: str, words: list[TimedString]) -> None:
-        if not text.strip():
-            return
-        self._pending_interim = stt.SpeechEvent(type=stt.SpeechEventType.INTERIM_TRANSCRIPT, request_id=segment_id,
-                                                alternatives=[self._speech_data(text, words)])
-
-    def _schedule_interim(self) -> None:
-        if self._pending_interim is None:
-            return
-        wait = self._last_interim_at + self._interim_interval - time.monotonic()
-        if wait <= 0:
-            self._send_pending_interim()
-        elif self._interim_timer is None:
-            # Rate-limited: the latest interim goes out when the interval has passed.
-            self._interim_timer = asyncio.get_running_loop().call_later(wait, self._send_pending_interim)
-
-    def _send_pending_interim(self) -> None:
-        pending = self._pending_interim
-        self._drop_interim()
-        if pending is not None:
-            self._last_interim_at = time.monotonic()
-            self._send(dataclasses.replace(pending, created_at=time.time()))  # stamped when it goes out
-
-    def _drop_interim(self) -> None:
-        if self._interim_timer is not None:
-            self._interim_timer.cancel()
-            self._interim_timer = None
-        self._pending_interim = None
 
     def _send_usage(self, seconds: float) -> float:
         if seconds > 0:
-            self._send(stt.SpeechEvent(type=stt.SpeechEventType.RECOGNITION_USAGE,
-                                       recognition_usage=stt.RecognitionUsage(audio_duration=seconds)))
+            self._send(
+                stt.SpeechEvent(
+                    type=stt.SpeechEventType.RECOGNITION_USAGE,
+                    recognition_usage=stt.RecognitionUsage(audio_duration=seconds),
+                )
+            )
         return 0.0
 
     def _send(self, event: stt.SpeechEvent) -> None:
         if not self._event_ch.closed:
             self._event_ch.send_nowait(event)
+
+
+def _timed_words(words: list[Word], offset: float, language: str | None) -> list[TimedString]:
+    """Words as LiveKit `TimedString`s, shifted by `offset`, as the text shows them: a word that
+    is only punctuation (a comma committed after its word) joins the word before it."""
+    out: list[TimedString] = []
+    for w in words:
+        text = w.text.strip()
+        if not text:
+            continue
+        start, end, confidence = w.start + offset, w.end + offset, w.probability
+        if out and not any(c.isalnum() for c in text) and " " not in tidy_text(f"{out[-1]} {text}", language):
+            prev = out.pop()
+            text, start, end = tidy_text(f"{prev} {text}", language), prev.start_time, max(prev.end_time, end)
+            confidence = min(prev.confidence, confidence)
+        out.append(TimedString(text, start_time=start, end_time=end, confidence=confidence, start_time_offset=offset))
+    return out
+
+
+def buffer_pcm(buffer: AudioBuffer) -> np.ndarray:
+    """An AudioBuffer (frames of any rate and channels) as 16 kHz mono float32."""
+    converter = FrameConverter()
+    frames = buffer if isinstance(buffer, list) else [buffer]
+    chunks = [converter.pcm(f.data, f.sample_rate, f.num_channels) for f in frames if f.samples_per_channel]
+    chunks.append(converter.flush())
+    return np.concatenate(chunks)
+
+
+def _push(speaker: LiveSpeaker, pcm: np.ndarray) -> float:
+    """Give audio to the speaker; the seconds given."""
+    if len(pcm) == 0:
+        return 0.0  # an empty push would open an engine stream for nothing
+    speaker.push(pcm)
+    return len(pcm) / SAMPLE_RATE
+
+
+def _raise_if_failed(speaker: LiveSpeaker, failure: asyncio.Future[BaseException]) -> None:
+    """The run ends with an APIConnectionError once an engine stream of it failed."""
+    if failure.done():
+        error = failure.result()
+        raise APIConnectionError(f"roomscribe engine failed: {error}") from error
 
 
 def _mean_confidence(words: list[TimedString]) -> float:

@@ -1,10 +1,13 @@
 """Streaming commit policies (pure code)."""
 
+from typing import Literal, get_args
+
 from .alignatt import AlignAtt
 from .base import Hypothesis, Policy, back_off_to_word, count_before
 from .local_agreement import LocalAgreement
 
-POLICIES = ("localagreement", "alignatt")
+PolicyName = Literal["localagreement", "alignatt"]
+POLICIES: tuple[PolicyName, ...] = get_args(PolicyName)  # the one list of policy names
 
 
 def make_policy(name: str, *, frame_threshold: int = 25) -> Policy:
@@ -16,4 +19,14 @@ def make_policy(name: str, *, frame_threshold: int = 25) -> Policy:
     raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
 
 
-__all__ = ["AlignAtt", "Hypothesis", "LocalAgreement", "Policy", "POLICIES", "back_off_to_word", "count_before", "make_policy"]
+__all__ = [
+    "AlignAtt",
+    "Hypothesis",
+    "LocalAgreement",
+    "Policy",
+    "POLICIES",
+    "PolicyName",
+    "back_off_to_word",
+    "count_before",
+    "make_policy",
+]

@@ -16,8 +16,7 @@ FRAME_SECONDS = 0.02
 class AlignAtt:
     name = "alignatt"
 
-    def __init__(self, frame_threshold: int = 25, min_probability: float = 0.25,
-                 min_window_seconds: float = 1.0):
+    def __init__(self, frame_threshold: int = 25, min_probability: float = 0.25, min_window_seconds: float = 1.0):
         if frame_threshold < 1:
             raise ValueError("frame_threshold must be at least one frame")
         self.frame_threshold = frame_threshold

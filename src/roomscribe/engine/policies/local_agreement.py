@@ -17,7 +17,7 @@ class LocalAgreement:
     def commit_count(self, hyp: Hypothesis) -> int:
         current = list(hyp.tokens)
         self._history.append(current)
-        self._history = self._history[-self.agreement:]
+        self._history = self._history[-self.agreement :]
         if len(self._history) < self.agreement:
             return 0
         agreed = len(current)

@@ -1,0 +1,190 @@
+"""Binds `RoomCaptioner` to a real `rtc.Room` and sends captions the LiveKit way.
+
+A subscribed track's frames become 16 kHz mono float32 through one `FrameConverter` per
+track. Captions go out as text streams on `lk.transcription`, one stream per interim or
+final update (the same `lk.segment_id` ties them together; the text is what the caption
+shows), with the transcribed participant as the sender identity. That identity survives
+the SFU only because the bot joins as an agent participant. The deprecated
+`rtc.Transcription` packet is also sent while a participant's client is too old for text
+streams, by livekit-agents' own rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Literal
+
+import numpy as np
+from livekit.agents.types import (
+    ATTRIBUTE_TRANSCRIPTION_FINAL,
+    ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID,
+    ATTRIBUTE_TRANSCRIPTION_TRACK_ID,
+    TOPIC_TRANSCRIPTION,
+)
+from livekit.agents.voice.room_io._output import _legacy_transcription_needed
+
+from livekit import rtc
+
+from ..audio import SAMPLE_RATE, FrameConverter
+from ..session import Caption
+from .room import Participant, RoomCaptioner
+
+logger = logging.getLogger("roomscribe.agent")
+
+CONTROL_TOPIC = "roomscribe.control"  # frontends' control messages (see `session.control`)
+
+ATTRIBUTE_LANGUAGE = "roomscribe.language"  # ours: the caption's language
+ATTRIBUTE_CAPTIONS = "roomscribe.captions"  # on the bot: "on" or "paused"
+ATTRIBUTE_LAG = "roomscribe.lag"  # ours: seconds the caption trails the speaker's audio
+FRAME_MS = 40  # 4x fewer Python wake-ups per track than the default 10 ms; the VAD steps 32 ms anyway
+
+LegacyMode = Literal["auto", "always", "never"]
+
+
+class LiveKitCaptionSender:
+    def __init__(self, room: rtc.Room, legacy: LegacyMode = "auto"):
+        self._room = room
+        self._legacy = legacy
+
+    async def __call__(self, caption: Caption) -> None:
+        if not self._room.isconnected():
+            raise ConnectionError("the room is not connected")
+        attributes = {
+            ATTRIBUTE_TRANSCRIPTION_TRACK_ID: caption.track,
+            ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: caption.segment_id,
+            ATTRIBUTE_TRANSCRIPTION_FINAL: "true" if caption.final else "false",
+        }
+        if caption.language:
+            attributes[ATTRIBUTE_LANGUAGE] = caption.language
+        attributes[ATTRIBUTE_LAG] = f"{caption.lag:.2f}"  # the engine's own measure, as every door shows it
+        text = caption.shown
+        writer = await self._room.local_participant.stream_text(
+            topic=TOPIC_TRANSCRIPTION, sender_identity=caption.participant, attributes=attributes
+        )
+        await writer.write(text)
+        await writer.aclose()
+        if self._legacy_needed():
+            await self._room.local_participant.publish_transcription(
+                rtc.Transcription(
+                    participant_identity=caption.participant,
+                    track_sid=caption.track,
+                    segments=[
+                        rtc.TranscriptionSegment(
+                            id=caption.segment_id,
+                            text=text,
+                            final=caption.final,
+                            language=caption.language or "",
+                            start_time=int(caption.start * 1000),
+                            end_time=int(caption.end * 1000),
+                        )
+                    ],
+                )
+            )
+
+    def _legacy_needed(self) -> bool:
+        if self._legacy == "auto":
+            return _legacy_transcription_needed(self._room)
+        return self._legacy == "always"
+
+
+def participant_of(participant: rtc.Participant) -> Participant:
+    return Participant(
+        identity=participant.identity, attributes=dict(participant.attributes), metadata=participant.metadata or ""
+    )
+
+
+async def track_frames(track: rtc.Track) -> AsyncIterator[rtc.AudioFrame]:
+    """A remote audio track's decoded frames, asked for at 16 kHz mono (the SDK resamples them
+    in native code, off the event loop; the `FrameConverter` then has only PCM to convert)."""
+    stream = rtc.AudioStream.from_track(track=track, sample_rate=SAMPLE_RATE, num_channels=1, frame_size_ms=FRAME_MS)
+    try:
+        async for event in stream:
+            yield event.frame
+    finally:
+        await stream.aclose()
+
+
+async def frames_audio(frames: AsyncIterable[rtc.AudioFrame]) -> AsyncIterator[np.ndarray]:
+    """One track's frames, whatever their rate and channels, as 16 kHz mono float32."""
+    converter = FrameConverter()
+    async for frame in frames:
+        yield converter.pcm(frame.data, frame.sample_rate, frame.num_channels)
+
+
+def bind_room(room: rtc.Room, captioner: RoomCaptioner) -> None:
+    """Route the room's events into the captioner (before connecting, so no track is missed)."""
+
+    def is_audio(publication: rtc.TrackPublication) -> bool:
+        return publication.kind == rtc.TrackKind.KIND_AUDIO
+
+    @room.on("track_subscribed")
+    def _subscribed(
+        track: rtc.Track, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        if track.kind != rtc.TrackKind.KIND_AUDIO:
+            return
+        captioner.add_track(
+            participant_of(participant), publication.sid, frames_audio(track_frames(track)), muted=publication.muted
+        )
+
+    @room.on("track_unsubscribed")
+    def _unsubscribed(
+        track: rtc.Track, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        captioner.remove_track(publication.sid)
+
+    @room.on("track_unpublished")
+    def _unpublished(publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant) -> None:
+        if is_audio(publication):
+            captioner.remove_track(publication.sid)
+
+    @room.on("participant_disconnected")
+    def _left(participant: rtc.RemoteParticipant) -> None:
+        captioner.remove_participant(participant.identity)
+
+    @room.on("track_muted")
+    def _muted(participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
+        if is_audio(publication):
+            captioner.set_muted(publication.sid, True)
+
+    @room.on("track_unmuted")
+    def _unmuted(participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
+        if is_audio(publication):
+            captioner.set_muted(publication.sid, False)
+
+    @room.on("participant_attributes_changed")
+    def _attributes(changed: dict[str, str], participant: rtc.Participant) -> None:
+        if isinstance(participant, rtc.RemoteParticipant):
+            captioner.update_participant(participant_of(participant))
+
+    @room.on("participant_metadata_changed")
+    def _metadata(participant: rtc.Participant, old: str, new: str) -> None:
+        if isinstance(participant, rtc.RemoteParticipant):
+            captioner.update_participant(participant_of(participant))
+
+    @room.on("data_received")
+    def _data(packet: rtc.DataPacket) -> None:
+        if packet.topic == CONTROL_TOPIC:
+            sender = packet.participant.identity if packet.participant is not None else None
+            captioner.handle_control(sender, packet.data)
+
+
+def announce_paused(room: rtc.Room) -> Callable[[bool], None]:
+    """A `on_paused` callback that shows the caption state in the bot's attributes."""
+
+    def on_paused(paused: bool) -> None:
+        if room.isconnected():
+            task = asyncio.ensure_future(
+                room.local_participant.set_attributes({ATTRIBUTE_CAPTIONS: "paused" if paused else "on"})
+            )
+            task.add_done_callback(
+                lambda t: (
+                    t.cancelled()
+                    or t.exception() is None
+                    or logger.warning("could not set caption state: %s", t.exception())
+                )
+            )
+
+    return on_paused

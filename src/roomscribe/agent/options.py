@@ -1,0 +1,79 @@
+"""Caption options for one room: defaults from the environment, overridden by job metadata.
+
+Job metadata (set on the dispatch or in a token's room configuration) is JSON:
+
+    {"language": "en",                      # room default; omit or "auto" to detect
+     "participant_languages": {"minji": "ko"},
+     "policy": "localagreement",            # or "alignatt"
+     "interims_per_second": 4}              # 0 turns interim captions off
+
+Anything else in the metadata is ignored; a wrong value is an `OptionsError` naming it.
+Languages and policies are read by `session.options`, as on every other door.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+
+from ..session.options import OptionsError, parse_language, parse_policy
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    language: str | None = None  # room default; None detects per speaker
+    participant_languages: dict[str, str | None] = field(default_factory=dict)
+    policy: str = "localagreement"
+    interims_per_second: float = 4.0
+
+    @property
+    def interim_interval(self) -> float:
+        """Least seconds between two interim captions of one speaker (inf: no interims)."""
+        return 1.0 / self.interims_per_second if self.interims_per_second > 0 else float("inf")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> CaptionOptions:
+        env = os.environ if environ is None else environ
+        raw = {
+            "language": env.get("ROOMSCRIBE_LANGUAGE"),
+            "policy": env.get("ROOMSCRIBE_POLICY"),
+            "interims_per_second": env.get("ROOMSCRIBE_INTERIMS_PER_SECOND"),
+        }
+        return cls().updated({k: v for k, v in raw.items() if v is not None})
+
+    def with_metadata(self, metadata: str | None) -> CaptionOptions:
+        """These options overridden by a job's JSON metadata (empty metadata changes nothing)."""
+        if not metadata or not metadata.strip():
+            return self
+        try:
+            data = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            raise OptionsError(f"job metadata is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise OptionsError("job metadata must be a JSON object")
+        return self.updated(data)
+
+    def updated(self, data: dict) -> CaptionOptions:
+        changes: dict = {}
+        if "language" in data:
+            changes["language"] = parse_language(data["language"], "language")
+        if "participant_languages" in data:
+            langs = data["participant_languages"]
+            if not isinstance(langs, dict):
+                raise OptionsError("participant_languages must map identities to language codes")
+            changes["participant_languages"] = {
+                str(identity): parse_language(lang, f"language of {identity!r}") for identity, lang in langs.items()
+            }
+        if "policy" in data:
+            changes["policy"] = parse_policy(data["policy"])
+        if "interims_per_second" in data:
+            try:
+                rate = float(data["interims_per_second"])
+            except (TypeError, ValueError):
+                given = data["interims_per_second"]
+                raise OptionsError(f"interims_per_second must be a number, not {given!r}") from None
+            if not 0 <= rate <= 50:
+                raise OptionsError(f"interims_per_second must be between 0 and 50, not {rate}")
+            changes["interims_per_second"] = rate
+        return replace(self, **changes)

@@ -1,0 +1,247 @@
+"""Room logic: every remote audio track captioned by its own speaker, whatever the transport.
+
+The room is seen through a narrow interface (participants as identity + attributes +
+metadata, tracks as sids with async sources of 16 kHz mono audio), so this module has no
+LiveKit connection in it and unit tests drive it with a fake room. `livekit_room.py` binds
+it to a real `rtc.Room`.
+
+Each track's audio is pumped into a speaker made by the injected `speaker_factory` (a
+`session.LiveSpeaker` on the shared model in the worker, a scripted one in tests). Its
+pipeline is the room's interim throttle, then the room's `CaptionPublisher`. A muted track
+or a paused room pauses the speaker (the sentence in progress becomes final; nothing is
+decoded); a track that goes away finishes its speaker, so its last final still goes out.
+
+A speaker's language, first match wins: a `set_language` control message; the
+participant attribute `roomscribe.language` (or `language`); `{"language": ...}` in
+the participant's metadata; the job's `participant_languages`; the job's room default;
+detection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..session.control import ControlError, Pause, Resume, SetLanguage, parse_control
+from ..session.options import OptionsError, parse_language
+from ..session.pipeline import InterimThrottle, Pipeline
+from .captions import CaptionPublisher, CaptionSend
+from .options import CaptionOptions
+
+logger = logging.getLogger("roomscribe.agent")
+
+LANGUAGE_ATTRIBUTES = ("roomscribe.language", "language")
+ROOM_CONTROLS = (Pause, Resume, SetLanguage)  # the control messages a room acts on
+_UNSET = object()
+
+
+@dataclass
+class Participant:
+    identity: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    metadata: str = ""
+
+
+class TrackSpeaker(Protocol):
+    """What the room needs of a track's speaker (`session.LiveSpeaker` is one)."""
+
+    def push(self, audio: Any) -> None: ...
+    def set_language(self, language: str | None) -> None: ...
+    def set_paused(self, paused: bool) -> None: ...
+    async def finish(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class SpeakerFactory(Protocol):
+    def __call__(self, *, name: str, track: str, language: str | None, pipeline: Pipeline) -> TrackSpeaker: ...
+
+
+def declared_language(participant: Participant) -> Any:
+    """The language a participant declares in attributes or metadata (`_UNSET` if none)."""
+    for key in LANGUAGE_ATTRIBUTES:
+        if participant.attributes.get(key):
+            return participant.attributes[key]
+    if participant.metadata:
+        try:
+            meta = json.loads(participant.metadata)
+        except json.JSONDecodeError:
+            return _UNSET  # metadata belongs to the app: not JSON is not an error of ours
+        if isinstance(meta, dict) and isinstance(meta.get("language"), str):
+            return meta["language"]
+    return _UNSET
+
+
+class CaptionedTrack:
+    """One remote audio track: a task pumping its audio into its speaker."""
+
+    def __init__(self, identity: str, sid: str, speaker: TrackSpeaker):
+        self.identity = identity
+        self.sid = sid
+        self.speaker = speaker
+        self._pump: asyncio.Task[None] | None = None
+
+    def start(self, audio: AsyncIterable[Any]) -> None:
+        self._pump = asyncio.create_task(self._feed(audio), name=f"roomscribe.audio.{self.sid}")
+
+    async def close(self) -> None:
+        """No more audio: the last final still goes out, then the speaker is freed."""
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        try:
+            await self.speaker.finish()
+        finally:
+            self.speaker.close()
+
+    async def _feed(self, audio: AsyncIterable[Any]) -> None:
+        try:
+            async for chunk in audio:
+                self.speaker.push(chunk)
+        except Exception as exc:  # noqa: BLE001 - this track's audio is lost; the room's other tracks go on
+            logger.error("audio of %s (track %s) failed: %s", self.identity, self.sid, exc, exc_info=exc)
+
+
+class RoomCaptioner:
+    def __init__(
+        self,
+        options: CaptionOptions,
+        speaker_factory: SpeakerFactory,
+        send: CaptionSend,
+        on_paused: Callable[[bool], None] | None = None,
+        capacity: Any = None,
+    ):
+        self.options = options
+        self._capacity = capacity  # told of every track opened and closed (see capacity.py)
+        self._speaker_factory = speaker_factory
+        self.publisher = CaptionPublisher(send)
+        self._on_paused = on_paused
+        self._tracks: dict[str, CaptionedTrack] = {}
+        self._participants: dict[str, Participant] = {}
+        self._language_overrides: dict[str, str | None] = {}
+        self._muted: set[str] = set()
+        self._closing: dict[str, asyncio.Task[None]] = {}
+        self.paused = False
+
+    @property
+    def tracks(self) -> dict[str, CaptionedTrack]:
+        return dict(self._tracks)
+
+    # -- participants and tracks ------------------------------------------------------
+    def language_of(self, identity: str) -> str | None:
+        if identity in self._language_overrides:
+            return self._language_overrides[identity]
+        participant = self._participants.get(identity)
+        declared = declared_language(participant) if participant else _UNSET
+        if declared is not _UNSET:
+            try:
+                return parse_language(declared, f"language of {identity!r}")
+            except OptionsError as exc:
+                logger.warning("ignoring %s", exc)
+        if identity in self.options.participant_languages:
+            return self.options.participant_languages[identity]
+        return self.options.language
+
+    def add_track(
+        self, participant: Participant, track_sid: str, audio: AsyncIterable[Any], *, muted: bool = False
+    ) -> None:
+        """Caption a track; `audio` yields its 16 kHz mono float32 chunks."""
+        if track_sid in self._tracks:
+            return
+        identity = participant.identity
+        self._participants[identity] = participant
+        if muted:
+            self._muted.add(track_sid)
+        language = self.language_of(identity)
+        pipeline = Pipeline([InterimThrottle(self.options.interim_interval)], [self.publisher.publish])
+        speaker = self._speaker_factory(name=identity, track=track_sid, language=language, pipeline=pipeline)
+        if not self._should_run(track_sid):
+            speaker.set_paused(True)
+        track = self._tracks[track_sid] = CaptionedTrack(identity, track_sid, speaker)
+        if self._capacity is not None:
+            self._capacity.track_opened()
+        track.start(audio)
+        logger.info("captioning %s (track %s, language %s)", identity, track_sid, language or "detected")
+
+    def remove_track(self, track_sid: str) -> asyncio.Task[None] | None:
+        """Stop taking the track's audio; its last final is still published. Returns the closing task."""
+        track = self._tracks.pop(track_sid, None)
+        self._muted.discard(track_sid)
+        if track is None:
+            return self._closing.get(track_sid)
+        task = asyncio.create_task(track.close(), name=f"roomscribe.close.{track_sid}")
+        self._closing[track_sid] = task
+
+        def closed(_: asyncio.Task) -> None:
+            self._closing.pop(track_sid, None)
+            self.publisher.forget_track(track_sid)
+            if self._capacity is not None:
+                self._capacity.track_closed()
+
+        task.add_done_callback(closed)
+        return task
+
+    def remove_participant(self, identity: str) -> list[asyncio.Task[None]]:
+        tasks = [self.remove_track(sid) for sid, t in list(self._tracks.items()) if t.identity == identity]
+        self._participants.pop(identity, None)
+        return [t for t in tasks if t is not None]
+
+    def update_participant(self, participant: Participant) -> None:
+        """A participant's attributes or metadata changed (their language may have)."""
+        self._participants[participant.identity] = participant
+        self._apply_language(participant.identity)
+
+    def set_muted(self, track_sid: str, muted: bool) -> None:
+        (self._muted.add if muted else self._muted.discard)(track_sid)
+        track = self._tracks.get(track_sid)
+        if track is not None:
+            track.speaker.set_paused(not self._should_run(track_sid))
+
+    # -- control from frontends ------------------------------------------------------
+    def handle_control(self, sender: str | None, payload: bytes) -> None:
+        """Act on a control message; a bad one is logged and ignored."""
+        who = sender or "the server"
+        try:
+            message = parse_control(payload, accepted=ROOM_CONTROLS)
+        except ControlError as exc:
+            logger.warning("ignoring control message from %s: %s", who, exc)
+            return
+        if isinstance(message, SetLanguage) and message.participant is None:
+            logger.warning("ignoring control message from %s: set_language in a room needs a participant", who)
+            return
+        logger.info("control from %s: %s", who, message)
+        if isinstance(message, Pause | Resume):
+            self.set_paused(isinstance(message, Pause))
+        elif isinstance(message, SetLanguage):
+            self._language_overrides[message.participant] = message.language
+            self._apply_language(message.participant)
+
+    def set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        for sid, track in self._tracks.items():
+            track.speaker.set_paused(not self._should_run(sid))
+        if self._on_paused is not None:
+            self._on_paused(paused)
+
+    async def aclose(self) -> None:
+        """Finish every track (last finals included) and send what is queued."""
+        tasks = [t for t in (self.remove_track(sid) for sid in list(self._tracks)) if t is not None]
+        tasks += list(self._closing.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.publisher.aclose()
+
+    # -- internals -------------------------------------------------------------------
+    def _should_run(self, track_sid: str) -> bool:
+        return not self.paused and track_sid not in self._muted
+
+    def _apply_language(self, identity: str) -> None:
+        language = self.language_of(identity)
+        for track in self._tracks.values():
+            if track.identity == identity:
+                track.speaker.set_language(language)

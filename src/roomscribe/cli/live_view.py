@@ -1,0 +1,71 @@
+"""The terminal as a caption sink: captions shown as they would appear live.
+
+On a terminal the interim tail updates in place and finals are appended; with
+--format json every update is one JSON line; otherwise closed segments are printed.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..engine.text import join_words
+from ..session import Caption
+
+_DIM, _RESET, _CLEAR = "\033[2m", "\033[0m", "\r\033[K"
+
+
+class LiveView:
+    def __init__(self, out, fmt: str):
+        self.out = out
+        self.fmt = fmt
+        self.tty = out.isatty() and fmt == "text"
+        self._open = False  # a segment is on the current line
+
+    def __call__(self, caption: Caption) -> None:
+        if self.fmt == "json":
+            self._json(caption)
+        elif self.tty:
+            if caption.commits:
+                self.out.write(f"{_CLEAR}{caption.text}")
+                self._open = not caption.final
+                if caption.final:
+                    self.out.write("\n")
+            else:
+                committed = caption.text + " " if caption.text else ""
+                self.out.write(f"{_CLEAR}{committed}{_DIM}{caption.tail}{_RESET}")
+                self._open = True
+            self.out.flush()
+        elif self.fmt == "text" and caption.final and caption.text:
+            self.out.write(caption.text + "\n")
+            self.out.flush()
+
+    def _json(self, caption: Caption) -> None:
+        if not (caption.tail or caption.commits):
+            return
+        if caption.commits:
+            kind, words = "final", caption.new_words or caption.words
+            text = join_words(caption.new_words, caption.language)
+        else:
+            kind, words, text = "interim", caption.tail_words, caption.tail
+        self.out.write(
+            json.dumps(
+                {
+                    "type": kind,
+                    "text": text,
+                    "start": round(words[0].start if words else caption.start, 3),
+                    "end": round(words[-1].end if words else caption.end, 3),
+                    "emitted_at": round(caption.emitted_at, 3),
+                    "segment_id": caption.segment_id,
+                    "segment_final": caption.final,
+                    "language": caption.language,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty and self._open:
+            self.out.write("\n")
+        self.out.flush()

@@ -1,0 +1,72 @@
+"""The caption segment: its id, its committed words, and the FINAL events that grow and close it.
+
+A segment knows nothing of audio or utterances: the stream hands it the words it commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from .events import Event, EventType, Word
+from .text import ends_sentence, join_words
+
+
+def new_segment_id() -> str:
+    return "SG_" + uuid.uuid4().hex[:12]
+
+
+class Segment:
+    """The open caption segment; closing it opens the next one under a new id."""
+
+    def __init__(self) -> None:
+        self._id = new_segment_id()
+        self._words: list[Word] = []
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def text_with(self, words: list[Word], language) -> str:
+        """The segment's text followed by `words` not yet committed (an interim's view)."""
+        return join_words(self._words + words, language)
+
+    def commit(self, words: list[Word], language, emitted_at, close: bool) -> list[Event]:
+        """FINALs for newly committed words. A sentence end closes the segment, so a long
+        utterance is captioned as sentences; `close` also closes it after the last word."""
+        events: list[Event] = []
+        chunk: list[Word] = []
+        for i, word in enumerate(words):
+            chunk.append(word)
+            nxt = words[i + 1].text if i + 1 < len(words) else None
+            if ends_sentence(word.text, language, nxt):
+                events.append(self._final(chunk, language, emitted_at, closes=True))
+                chunk = []
+        # A close with no new words still tells listeners the open segment has ended.
+        if chunk or (close and self._words):
+            events.append(self._final(chunk, language, emitted_at, closes=close))
+        return events
+
+    def _final(self, words: list[Word], language, emitted_at, closes: bool) -> Event:
+        if not self._words and words:
+            first = words[0]
+            text = first.text.lstrip()
+            text = text[:1].upper() + text[1:]  # a caption starts with a capital (no-op for Hangul)
+            words = [Word(text, first.start, first.end, first.probability), *words[1:]]
+        self._words.extend(words)
+        seg = self._words
+        event = Event(
+            EventType.FINAL,
+            self._id,
+            emitted_at,
+            text=join_words(words, language),
+            words=list(words),
+            start=(words or seg)[0].start,
+            end=(words or seg)[-1].end,
+            language=language,
+            segment_final=closes,
+            segment_text=join_words(seg, language),
+        )
+        if closes:
+            self._id = new_segment_id()
+            self._words = []
+        return event

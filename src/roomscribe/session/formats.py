@@ -1,0 +1,81 @@
+"""Transcripts as text, json, srt and vtt, rendered from captions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from .caption import Caption
+
+FORMATS = ("text", "json", "srt", "vtt")
+# The one table of what each format is served as ("txt" is how downloads name "text").
+MEDIA_TYPES = {
+    "text": "text/plain",
+    "txt": "text/plain",
+    "json": "application/json",
+    "srt": "application/x-subrip",
+    "vtt": "text/vtt",
+}
+
+
+def _clock(seconds: float, sep: str) -> str:
+    ms = int(round(max(0.0, seconds) * 1000))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _label(caption: Caption, speakers: bool) -> str:
+    if not speakers or not caption.participant:
+        return caption.text
+    who = caption.participant if caption.speaker is None else f"{caption.participant} ({caption.speaker})"
+    return f"{who}: {caption.text}"
+
+
+def to_srt(captions: Iterable[Caption], speakers: bool = False) -> str:
+    blocks = [
+        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{_label(c, speakers)}\n"
+        for i, c in enumerate(captions, 1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(captions: Iterable[Caption], speakers: bool = False) -> str:
+    blocks = [f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{_label(c, speakers)}\n" for c in captions]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def to_text(captions: Sequence[Caption], speakers: bool = False) -> str:
+    return "\n".join(_label(c, speakers) for c in captions) + ("\n" if captions else "")
+
+
+def render(captions: Sequence[Caption], fmt: str, document: dict | None = None, speakers: bool = False) -> str:
+    """`captions` as `fmt`; json is `document` when given, else the captions' segments.
+    `speakers` labels each caption with who said it."""
+    if fmt == "srt":
+        return to_srt(captions, speakers)
+    if fmt == "vtt":
+        return to_vtt(captions, speakers)
+    if fmt == "json":
+        doc = document if document is not None else {"segments": [c.as_dict() for c in captions]}
+        return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    return to_text(captions, speakers)
+
+
+def segment_captions(segments: Iterable, participant: str = "") -> list[Caption]:
+    """Finished segments (a file's offline segments, a server's JSON segments) as captions."""
+    out = []
+    for i, s in enumerate(segments):
+        get = s.get if isinstance(s, dict) else lambda key, s=s: getattr(s, key)
+        out.append(
+            Caption(
+                participant=participant,
+                segment_id=str(i),
+                text=get("text").strip(),
+                final=True,
+                start=float(get("start")),
+                end=float(get("end")),
+            )
+        )
+    return out

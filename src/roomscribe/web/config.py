@@ -1,0 +1,70 @@
+"""How `roomscribe serve` is configured, and the rule that it is never exposed by accident."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from ..engine import StreamConfig
+from ..session.options import PolicyName, parse_language, parse_policy, parse_task
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    certfile: str | None = None
+    keyfile: str | None = None
+    api_key: str | None = None  # required for every data route when set
+    policy: PolicyName = "localagreement"
+    language: str | None = None
+    max_upload_mb: float = 200.0
+    max_file_minutes: float = 180.0
+    max_file_jobs: int = 1  # files transcribed at once (they share the model with live streams)
+    max_queued_files: int = 8
+    max_sessions: int = 64
+    max_live_streams: int = 64  # speakers across the page and /asr
+
+    def stream_config(
+        self, language: str | None = None, policy: str | None = None, task: str | None = None
+    ) -> StreamConfig:
+        """A live stream's options from a client's query, over the server's defaults
+        (`OptionsError`, a ValueError, when they are bad)."""
+        return StreamConfig(
+            policy=parse_policy(policy) if policy else self.policy,
+            language=self.language if language is None else parse_language(language),
+            task=parse_task(task),
+        )
+
+
+class ConfigError(ValueError):
+    """A server configuration that must not start (e.g. exposed without a key)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: ServerConfig, allow_no_auth: bool = False) -> list[str]:
+    """Refuse to expose the server without a key; returns warnings to print."""
+    warnings = []
+    if not is_loopback(config.host):
+        if not config.api_key and not allow_no_auth:
+            raise ConfigError(
+                f"listening on {config.host} exposes the server beyond this machine: set "
+                "ROOMSCRIBE_API_KEY (clients send it as 'Authorization: Bearer KEY'), or pass "
+                "--no-auth to allow anyone on the network"
+            )
+        if not config.certfile:
+            warnings.append(
+                "no TLS: browsers only give the microphone to pages served over https "
+                "(--certfile/--keyfile) or from localhost"
+            )
+    if bool(config.certfile) != bool(config.keyfile):
+        raise ConfigError("--certfile and --keyfile go together")
+    return warnings

@@ -1,0 +1,67 @@
+"""Run `roomscribe serve`'s app in-process, on a thread with its own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from roomscribe.session.scheduler import worker_for
+from roomscribe.web.app import build_app
+from roomscribe.web.config import ServerConfig
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: web.Application
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, fn, *args):
+        """Run `fn(*args)` on the server's loop and return its result (for inspecting state)."""
+
+        async def run():
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+
+@contextlib.contextmanager
+def running_server(engine, config: ServerConfig | None = None, host: str = "127.0.0.1"):
+    config = config or ServerConfig(host=host, port=0)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict = {}
+
+    async def start():
+        app = build_app(config, worker_for(engine))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        holder.update(app=app, runner=runner, port=site._server.sockets[0].getsockname()[1])
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as exc:  # noqa: BLE001
+            holder["error"] = exc
+        started.set()
+        if "error" not in holder:
+            loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="roomscribe-test-server", daemon=True)
+    thread.start()
+    started.wait(30)
+    if "error" in holder:
+        raise holder["error"]
+    try:
+        yield RunningServer(f"http://{host}:{holder['port']}", holder["app"], loop)
+    finally:
+        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

@@ -1,0 +1,238 @@
+"""The caption page in a real headless Chromium: its fake microphone plays real recorded
+speech (../shared/eval), the page sends it over WebRTC to `roomscribe serve` and shows the
+captions that come back on the data channel.
+
+Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium, chromium-driver) and the
+private network namespace conftest enters (WebRTC ignores loopback); skips with the reason
+otherwise. The page is loaded from http://127.0.0.1 (a secure context, so getUserMedia works);
+ICE then pairs the veth addresses. About 1.5-2 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from support import browser
+from support.speech import normalize, wer
+
+LEAD_SILENCE = 1.5  # before the first word: the WebRTC connection takes a few hundred ms
+GAP = 1.0  # between clips
+SOLO_CLIPS = ["LJ001-0001", "LJ001-0009", "LJ001-0010", "LJ001-0012"]  # one passage, ~33 s
+PAIR_CLIPS = {  # ~11 s each: two participants of one session, and one of a separate session
+    "Alice": ["LJ001-0152"],
+    "Bob": ["LJ001-0159"],
+    "Carol": ["LJ002-0053", "LJ002-0054"],
+}
+WER_BOUND = 0.25  # measured 0.06-0.09 on this passage (model base, int8, 2 cores)
+
+
+@pytest.fixture(scope="module")
+def browser_ready(emulator_host) -> None:
+    reason = browser.unavailable()
+    if reason:
+        pytest.skip(reason)
+
+
+def _speech(eval_dir: Path, manifest: dict, clips: list[str], out: Path) -> tuple[Path, str, float]:
+    """The clips with silence around them as a fake-microphone WAV; (path, reference, seconds)."""
+    parts, refs = [np.zeros(int(LEAD_SILENCE * 16000), np.float32)], []
+    for clip in clips:
+        entry = manifest[f"asr/en/ljspeech/{clip}.flac"]
+        audio, sr = sf.read(eval_dir / entry["audio"], dtype="float32")
+        assert sr == 16000
+        parts += [audio, np.zeros(int(GAP * 16000), np.float32)]
+        refs.append(entry["reference_text"])
+    audio = np.concatenate(parts)
+    return browser.write_fake_mic(audio, out), " ".join(refs), len(audio) / 16000
+
+
+def _page_url(server, session: str, name: str) -> str:
+    return f"{server.url}/?autostart=1&session={session}&name={name}&language=en"
+
+
+def _get(url: str) -> tuple[str, str]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.headers.get("Content-Type", ""), response.read().decode("utf-8")
+
+
+def _started(driver) -> None:
+    """The page is connected: the welcome arrived on the data channel (or say why not)."""
+
+    def connected():
+        page = browser.read_page(driver)
+        if page["error"]:
+            raise AssertionError(f"the page shows an error: {page['error']!r} (status {page['status']!r})")
+        return page["participant"]
+
+    browser.wait_for(connected, 30, message="the page to connect (welcome on the data channel)")
+
+
+def _finish(driver, seconds: float, started: float) -> dict:
+    """Wait out the recording (`seconds` from time.monotonic() `started`), let the captions
+    settle, press Stop for the last finals."""
+    left = started + seconds + 1.0 - time.monotonic()
+    browser.wait_until_settled(driver, at_least=max(0.0, left), quiet=3.0, timeout=max(0.0, left) + 60)
+    browser.stop_microphone(driver)
+    return browser.wait_until_settled(driver, at_least=1.0, quiet=2.0, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def solo(browser_ready, server, eval_dir, manifest, tmp_path_factory):
+    """One tab speaking ~33 s of one read passage; the browser stays open for the downloads."""
+    tmp = tmp_path_factory.mktemp("solo")
+    wav, reference, seconds = _speech(eval_dir, manifest, SOLO_CLIPS, tmp / "mic.wav")
+    session = f"solo-{secrets.token_hex(3)}"
+    downloads = tmp / "downloads"
+    downloads.mkdir()
+    with browser.chromium(wav, log_path=tmp / "chromedriver.log") as driver:
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        started = time.monotonic()
+        driver.get(_page_url(server, session, "Solo"))
+        _started(driver)
+        page = _finish(driver, seconds, started)
+        yield {
+            "driver": driver,
+            "page": page,
+            "log": browser.read_log(driver),
+            "reference": reference,
+            "session": session,
+            "seconds": seconds,
+            "downloads": downloads,
+        }
+
+
+def test_page_captions_real_speech_from_the_microphone(solo):
+    page, log = solo["page"], solo["log"]
+    assert page["session"] == solo["session"]
+    assert page["lines"], f"no caption lines on the page (status {page['status']!r}, error {page['error']!r})"
+    assert all(line["final"] for line in page["lines"]), page["lines"]
+    assert {line["speaker"] for line in page["lines"]} == {"Solo"}
+    hypothesis = browser.page_text(page)
+    error = wer(solo["reference"], hypothesis)
+    print(f"\npage WER {error:.3f} over {solo['seconds']:.1f} s\n  ref: {solo['reference']}\n  hyp: {hypothesis}")
+    assert error < WER_BOUND, f"WER {error:.3f}\nref: {solo['reference']}\nhyp: {hypothesis}"
+
+    # Interims came before the finals (the page updated a line in place).
+    captions = [entry["msg"] for entry in log if entry["msg"]["type"] == "caption"]
+    assert any(c["tail"] and not c["final"] for c in captions), "no interim captions arrived"
+    assert sum(1 for c in captions if c["final"]) >= 3
+
+    # The lag: every caption carries it, and the indicator shows the latest as a number.
+    lags = [c["lag"] for c in captions]
+    assert all(isinstance(x, (int, float)) and math.isfinite(x) and x >= 0 for x in lags), lags
+    assert float(np.median(lags)) < 5.0, f"captions trail the audio by {np.median(lags):.1f} s (median)"
+    shown = re.fullmatch(r"lag (\d+\.\d) s", page["lag"])
+    assert shown, f"#lag shows {page['lag']!r}"
+    own = [c["lag"] for c in captions if c["participant"] == page["participant"]]
+    assert abs(float(shown.group(1)) - own[-1]) <= 0.051
+
+
+def test_transcript_downloads_hold_the_page_captions(solo, server):
+    driver, session = solo["driver"], solo["session"]
+    page_words = normalize(browser.page_text(solo["page"])).split()
+    base = f"{server.url}/sessions/{session}/transcript"
+
+    kind, text = _get(f"{base}?format=txt")
+    assert kind.startswith("text/plain")
+    assert "Solo: " in text
+    assert normalize(text.replace("Solo:", " ")).split() == page_words
+
+    kind, srt = _get(f"{base}?format=srt")
+    assert kind.startswith("application/x-subrip")
+    assert re.search(r"^\d\d:\d\d:\d\d,\d\d\d --> \d\d:\d\d:\d\d,\d\d\d$", srt, re.MULTILINE), srt[:300]
+
+    kind, vtt = _get(f"{base}?format=vtt")
+    assert kind.startswith("text/vtt")
+    assert vtt.startswith("WEBVTT")
+    assert re.search(r"^(\d\d:)?\d\d:\d\d\.\d\d\d --> (\d\d:)?\d\d:\d\d\.\d\d\d", vtt, re.MULTILINE), vtt[:300]
+
+    kind, body = _get(f"{base}?format=json")
+    assert kind.startswith("application/json")
+    segments = json.loads(body)["segments"]
+    assert {s["speaker"] for s in segments} == {"Solo"}
+    assert normalize(" ".join(s["text"] for s in segments)).split() == page_words
+    assert all(s["words"] for s in segments)
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts) and 0 <= starts[0] < solo["seconds"]
+
+    # The page's own buttons: each one saves roomscribe-<session>.<format> through the browser.
+    for fmt in ("txt", "srt", "vtt", "json"):
+        driver.find_element("css selector", f"footer button[data-format={fmt}]").click()
+    wanted = {fmt: solo["downloads"] / f"roomscribe-{session}.{fmt}" for fmt in ("txt", "srt", "vtt", "json")}
+    browser.wait_for(
+        lambda: all(p.is_file() for p in wanted.values()),
+        20,
+        message=f"the downloads in {solo['downloads']} (have {sorted(os.listdir(solo['downloads']))})",
+    )
+    time.sleep(0.5)  # let the last one be written out
+    assert browser.read_page(driver)["error"] == ""
+    assert wanted["txt"].read_text() == text
+    assert wanted["srt"].read_text() == srt
+    assert wanted["vtt"].read_text().startswith("WEBVTT")
+    assert json.loads(wanted["json"].read_text())["segments"] == segments
+
+
+def test_two_tabs_in_one_session_see_each_other_and_other_sessions_stay_separate(
+    browser_ready, server, eval_dir, manifest, tmp_path
+):
+    shared, other = f"pair-{secrets.token_hex(3)}", f"other-{secrets.token_hex(3)}"
+    rooms = {"Alice": shared, "Bob": shared, "Carol": other}
+    speech = {name: _speech(eval_dir, manifest, clips, tmp_path / f"{name}.wav") for name, clips in PAIR_CLIPS.items()}
+    seconds = max(s[2] for s in speech.values())
+    with (
+        browser.chromium(speech["Alice"][0], log_path=tmp_path / "alice.log") as alice,
+        browser.chromium(speech["Bob"][0], log_path=tmp_path / "bob.log") as bob,
+        browser.chromium(speech["Carol"][0], log_path=tmp_path / "carol.log") as carol,
+    ):
+        drivers = {"Alice": alice, "Bob": bob, "Carol": carol}
+        started = time.monotonic()
+        for name, driver in drivers.items():
+            driver.get(_page_url(server, rooms[name], name))
+        for driver in drivers.values():
+            _started(driver)
+        pages = {name: _finish(driver, seconds, started) for name, driver in drivers.items()}
+        logs = {name: browser.read_log(driver) for name, driver in drivers.items()}
+
+    # In the shared session each tab shows both speakers, in their own colours, with what each said.
+    for name in ("Alice", "Bob"):
+        page = pages[name]
+        speakers = {line["speaker"] for line in page["lines"]}
+        assert speakers == {"Alice", "Bob"}, f"{name}'s page shows {speakers}: {page['lines']}"
+        colors = {line["speaker"]: line["color"] for line in page["lines"]}
+        assert colors["Alice"] != colors["Bob"], colors
+        for speaker in ("Alice", "Bob"):
+            hypothesis = browser.page_text(page, speaker=speaker)
+            error = wer(speech[speaker][1], hypothesis)
+            assert error < 0.5, f"{name}'s page, {speaker}'s captions: WER {error:.2f}: {hypothesis!r}"
+        rosters = [m["msg"]["participants"] for m in logs[name] if m["msg"]["type"] == "participants"]
+        assert any({p["name"] for p in roster} == {"Alice", "Bob"} for roster in rosters), rosters
+    shown = {
+        name: sorted((line["speaker"], line["text"]) for line in pages[name]["lines"]) for name in ("Alice", "Bob")
+    }
+    assert shown["Alice"] == shown["Bob"]
+
+    # The other session saw only its own speaker, and nobody else saw it.
+    assert {line["speaker"] for line in pages["Carol"]["lines"]} == {"Carol"}
+    assert wer(speech["Carol"][1], browser.page_text(pages["Carol"])) < 0.5
+    for name, log in logs.items():
+        seen = {m["msg"]["speaker"] for m in log if m["msg"]["type"] == "caption"}
+        assert seen == ({"Carol"} if name == "Carol" else {"Alice", "Bob"}), (name, seen)
+
+    # The transcripts: both speakers in the shared session's, only Carol in the other.
+    both = json.loads(_get(f"{server.url}/sessions/{shared}/transcript?format=json")[1])["segments"]
+    assert {s["speaker"] for s in both} == {"Alice", "Bob"}
+    alone = json.loads(_get(f"{server.url}/sessions/{other}/transcript?format=json")[1])["segments"]
+    assert {s["speaker"] for s in alone} == {"Carol"}
+    txt = _get(f"{server.url}/sessions/{shared}/transcript?format=txt")[1]
+    assert "Alice: " in txt and "Bob: " in txt and "Carol" not in txt
