@@ -54,10 +54,9 @@ import numpy as np
 from common import EVAL, ROOT, ChildProcess, load, machine, normalize, save, wer
 
 sys.path.insert(0, str(ROOT / "tests"))
-import browser
-
 from emulator import netns
 from roomscribe.stats import percentile
+from support import browser
 
 AUDIO = "longform/en_longform_lj003_5min.flac"
 TURNS = EVAL / "longform/en_longform_lj003_5min.turns.json"

@@ -73,4 +73,3 @@ def emulator_host() -> str:
     if host is None:
         pytest.skip(f"no private network namespace for WebRTC: {netns.reason}")
     return host
-

@@ -342,23 +342,6 @@ def test_throttled_interims_keep_the_latest_text():
     assert words == sorted(words) and words[-1] >= 3
 
 
-def test_words_are_shown_as_the_text_shows_them():
-    # A comma committed after its word (a commit boundary between them) joins that word.
-    from livekit.plugins.roomscribe.stt import _timed_words
-
-    words = [
-        Word(" which", 0.0, 0.3, 0.9),
-        Word(" concerned", 0.3, 0.8, 0.8),
-        Word(",", 0.8, 0.9, 0.6),
-        Word(" it", 1.0, 1.1, 0.9),
-        Word(".", 1.1, 1.2, 0.9),
-    ]
-    timed = _timed_words(words, 2.0, "en")
-    assert list(timed) == ["which", "concerned,", "it."]
-    assert (timed[1].start_time, timed[1].end_time, timed[1].confidence) == (2.3, 2.9, 0.6)
-    assert all(w.start_time_offset == 2.0 for w in timed)
-
-
 def test_capabilities_and_labels():
     stt = roomscribe.STT(engine=ScriptedEngine())
     caps = stt.capabilities

@@ -56,6 +56,17 @@ def test_an_interim_tail_is_shown_after_the_committed_words_and_the_final_closes
     assert last.start == pytest.approx(10.2) and last.end == pytest.approx(11.1)
 
 
+def test_punctuation_committed_apart_from_its_word_joins_that_word():
+    build = CaptionBuilder("ann", offset=2.0)
+    build.caption(_final("SG_1", [(" which", 0.0, 0.3), (" concerned", 0.3, 0.8)], "which concerned"))
+    caption = build.caption(
+        _final("SG_1", [(",", 0.8, 0.9), (" it", 1.0, 1.1), (".", 1.1, 1.2)], "which concerned, it.", closed=True)
+    )
+    assert [w.text for w in caption.words] == [" which", " concerned,", " it."]
+    assert (caption.words[1].start, caption.words[1].end) == (2.3, 2.9)
+    assert caption.text == "which concerned, it."
+
+
 def test_speech_start_and_end_are_not_captions():
     build = CaptionBuilder("ann")
     assert build.caption(Event(EventType.SPEECH_START, "SG_1", 0.0)) is None

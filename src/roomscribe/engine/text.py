@@ -41,6 +41,7 @@ _EN_ABBREVIATIONS = frozenset(
     }
 )
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?…。，、？！%)\]}])")
+_CLOSING_PUNCT = re.compile(r"\s*[,.;:!?…。，、？！%)\]}]+")  # shown glued to the word before it
 _MULTISPACE = re.compile(r"\s{2,}")
 _CJK_CHAR = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef\u0e00-\u0e7f]"
 _SPACE_BETWEEN_CJK = re.compile(rf"(?<={_CJK_CHAR})\s+(?={_CJK_CHAR})")
@@ -89,12 +90,34 @@ def tokens_to_words(
             attach = bool(words) and not text.startswith(" ")
         else:
             attach = bool(words) and is_punctuation(text)
-        if attach:
-            last = words[-1]
-            words[-1] = Word(last.text + text, last.start, max(last.end, end), min(last.probability, prob))
+        if attach or (words and is_closing_punctuation(text)):
+            glue(words, Word(text, start, end, prob))
         else:
             words.append(Word(text, start, end, prob))
     return words
+
+
+def is_closing_punctuation(text: str) -> bool:
+    """Punctuation that is shown glued to the word before it (", " "." ...), even when it came
+    as a piece of its own."""
+    return bool(_CLOSING_PUNCT.fullmatch(text))
+
+
+def glue(words: list[Word], piece: Word) -> None:
+    """Join `piece` to the last word (a continuation, or closing punctuation)."""
+    last = words[-1]
+    text = piece.text.lstrip() if is_closing_punctuation(piece.text) else piece.text
+    words[-1] = Word(last.text + text, last.start, max(last.end, piece.end), min(last.probability, piece.probability))
+
+
+def append_words(words: list[Word], new: Sequence[Word]) -> None:
+    """Extend committed words with newly committed ones: punctuation committed apart from its
+    word (a commit boundary fell between them) joins that word, as the text shows it."""
+    for word in new:
+        if words and is_closing_punctuation(word.text):
+            glue(words, word)
+        else:
+            words.append(word)
 
 
 def join_words(words: Sequence[Word | str], language: str | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..engine import Event, EventType, Word
-from ..engine.text import join_words
+from ..engine.text import append_words, join_words
 
 
 @dataclass
@@ -96,7 +96,7 @@ class CaptionBuilder:
         start, end = event.start + shift, event.end + shift
         if event.type is EventType.FINAL:
             new = [w.shifted(shift) for w in event.words]
-            self._words += new
+            append_words(self._words, new)
             tail: list[Word] = []
         else:
             new, tail = [], [w.shifted(shift) for w in event.words]

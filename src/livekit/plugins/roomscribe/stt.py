@@ -36,7 +36,6 @@ from livekit import rtc
 from roomscribe.audio import SAMPLE_RATE, FrameConverter
 from roomscribe.engine import Engine, StreamConfig, Word
 from roomscribe.engine.policies import PolicyName
-from roomscribe.engine.text import tidy_text
 from roomscribe.session import Caption, InterimThrottle, LiveSpeaker, Pipeline, shared_engine, worker_for
 from roomscribe.session.options import parse_language, parse_policy
 from roomscribe.session.scheduler import MODEL_LOCK
@@ -360,7 +359,7 @@ class RecognizeStream(stt.RecognizeStream):
     def _speech_data(self, text: str, words: list[Word]) -> stt.SpeechData:
         # Caption times are on this run's audio clock; LiveKit wants the input's clock plus
         # start_time_offset (which the base class and the agent advance, so read it now).
-        timed = _timed_words(words, self.start_time_offset, self._language or None)
+        timed = _timed_words(words, self.start_time_offset)
         return stt.SpeechData(
             language=LanguageCode(self._language),
             text=text.strip(),
@@ -385,21 +384,19 @@ class RecognizeStream(stt.RecognizeStream):
             self._event_ch.send_nowait(event)
 
 
-def _timed_words(words: list[Word], offset: float, language: str | None) -> list[TimedString]:
-    """Words as LiveKit `TimedString`s, shifted by `offset`, as the text shows them: a word that
-    is only punctuation (a comma committed after its word) joins the word before it."""
-    out: list[TimedString] = []
-    for w in words:
-        text = w.text.strip()
-        if not text:
-            continue
-        start, end, confidence = w.start + offset, w.end + offset, w.probability
-        if out and not any(c.isalnum() for c in text) and " " not in tidy_text(f"{out[-1]} {text}", language):
-            prev = out.pop()
-            text, start, end = tidy_text(f"{prev} {text}", language), prev.start_time, max(prev.end_time, end)
-            confidence = min(prev.confidence, confidence)
-        out.append(TimedString(text, start_time=start, end_time=end, confidence=confidence, start_time_offset=offset))
-    return out
+def _timed_words(words: list[Word], offset: float) -> list[TimedString]:
+    """Words as LiveKit `TimedString`s, shifted by `offset`."""
+    return [
+        TimedString(
+            w.text.strip(),
+            start_time=w.start + offset,
+            end_time=w.end + offset,
+            confidence=w.probability,
+            start_time_offset=offset,
+        )
+        for w in words
+        if w.text.strip()
+    ]
 
 
 def buffer_pcm(buffer: AudioBuffer) -> np.ndarray:
