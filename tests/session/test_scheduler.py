@@ -131,13 +131,18 @@ class SlowRunner:
 
     def __init__(self, runner, extra_seconds: float):
         self._runner, self._extra = runner, extra_seconds
+        self.call_seconds: list[float] = []
 
     def __getattr__(self, name):
         return getattr(self._runner, name)
 
     def decode(self, requests):
+        started = time.monotonic()
         time.sleep(self._extra)
-        return self._runner.decode(requests)
+        try:
+            return self._runner.decode(requests)
+        finally:
+            self.call_seconds.append(time.monotonic() - started)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +150,8 @@ def overload(engine, eval_dir, manifest):
     """Four people talking at once for 24 s at 1x, on a model made too slow for them."""
     talks = [_speech(eval_dir, manifest, CLIPS[i:] + CLIPS[:i]) for i in range(4)]
     seconds = 24.0
-    slow = Engine(EngineConfig(max_batch=8), runner=SlowRunner(engine.runner, 1.0), vad=engine.vad)
+    slow_runner = SlowRunner(engine.runner, 1.0)
+    slow = Engine(EngineConfig(max_batch=8), runner=slow_runner, vad=engine.vad)
     worker = EngineWorker(slow, LagGovernor(GovernorConfig(raise_every=0.5)))
     finals: list[list] = [[] for _ in talks]
     drained = [threading.Event() for _ in talks]
@@ -183,6 +189,7 @@ def overload(engine, eval_dir, manifest):
         "handles": handles,
         "seconds": seconds,
         "worker": worker,
+        "call_seconds": statistics.median(slow_runner.call_seconds),
     }
 
 
@@ -194,9 +201,11 @@ def test_under_overload_the_scheduler_slows_streams_down_and_lag_stays_bounded(o
     third_quarter = [s["max_lag"] for t, s in samples if half <= t < 1.5 * half]
     last_quarter = [s["max_lag"] for t, s in samples if t >= 1.5 * half]
     assert max(second_half) < 8.0, second_half
-    # Not growing: lag moves in steps of a slowed model call (over a second), so the last quarter's
-    # typical lag stays within two such steps of the worst of the quarter before it.
-    assert statistics.median(last_quarter) <= max(third_quarter) + 2.0, (third_quarter, last_quarter)
+    # Not growing: lag moves in steps of a slowed model call (over a second, longer on a slower
+    # machine), so the last quarter's typical lag stays within two such steps of the worst of the
+    # quarter before it.
+    step = overload["call_seconds"]
+    assert statistics.median(last_quarter) <= max(third_quarter) + 2 * step, (step, third_quarter, last_quarter)
 
 
 def test_under_overload_no_stream_starves(overload):
@@ -277,7 +286,7 @@ def test_memory_stays_flat_as_participants_come_and_go(engine, eval_dir):
 def test_memory_and_state_stay_flat_over_a_long_stream(engine, eval_dir, manifest):
     audio, _ = _speech(eval_dir, manifest, CLIPS)
     stream = engine.open_stream(StreamConfig(language="en"))
-    rss = []
+    rss = []  # after each pass; the first pass warms the allocator and caches up
     for _ in range(3):
         for at in range(0, len(audio), 8000):
             stream.push(audio[at : at + 8000])
@@ -285,7 +294,7 @@ def test_memory_and_state_stay_flat_over_a_long_stream(engine, eval_dir, manifes
                 engine.step([stream])
             assert len(stream._context) <= 224 and len(stream._closing) <= 2
         rss.append(_rss_mb())
-    assert rss[2] - rss[0] < 10, rss
+    assert rss[2] - rss[1] < 10, rss
     assert stream.shed_seconds == 0.0
 
 
