@@ -3,7 +3,13 @@
     python bench/engine.py [--policies localagreement alignatt] [--parts wer latency nonspeech memory]
                            [--model base] [--clock realtime|aware]
 
-wer        streaming WER per policy vs offline WER with the same model (asr/ + long-form)
+wer        streaming WER per policy vs offline WER with the same model (asr/ + long-form, and
+           the long-form file alone); streaming text is what captions end up showing (revised
+           finals replace the first ones)
+repeats    the same on speech with repeated structure built from asr/ clips (anaphora, sentences
+           said twice, phrases said again: tests/support/repeated_speech.py)
+vocabulary names with and without a prompt listing them (clips that say them), and listed
+           words invented where they were not said (every other clip and nonspeech/)
 latency    final-caption latency per reference sentence on the long-form file at 1x
            (emitted_at - sentence end), p50/p90, first third vs last third, time to first interim, RTF
 nonspeech  words emitted on nonspeech/ (streaming, each policy, and offline)
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 
 import common
@@ -27,30 +34,109 @@ LONGFORM = "longform/en_longform_lj003_5min.flac"
 
 
 def streaming_text(result) -> str:
-    return " ".join(e.text for e in result.finals())
+    return result.text()
 
 
 def part_wer(engine, policies, clock) -> dict:
     entries = [e for e in common.manifest() if e["task"] in ("asr", "longform") and e.get("reference_text")]
+    longform = [i for i, e in enumerate(entries) if e["audio"] == LONGFORM]
     refs = [e["reference_text"] for e in entries]
     out: dict = {"files": len(entries), "audio_seconds": round(sum(e["duration"] for e in entries), 1)}
     t = time.perf_counter()
     offline = [engine.transcribe(common.load(e)).text for e in entries]
-    out["offline"] = {"wer": round(common.wer(refs, offline), 2), "seconds": round(time.perf_counter() - t, 1)}
-    print(f"offline WER {out['offline']['wer']:.2f}%", flush=True)
+    out["offline"] = {
+        "wer": round(common.wer(refs, offline), 2),
+        "longform_wer": round(common.wer([refs[i] for i in longform], [offline[i] for i in longform]), 2),
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+    print(f"offline WER {out['offline']}", flush=True)
     for policy in policies:
-        hyps, compute = [], 0.0
+        hyps, first, compute, revised, hearings = [], [], 0.0, 0, 0
         for e in entries:
             res = simulate(engine, common.load(e), StreamConfig(policy=policy), mode=clock)
             hyps.append(streaming_text(res))
+            first.append(" ".join(f.text for f in res.finals()))
             compute += res.compute_seconds
+            revised += len(res.revisions())
+            hearings += res.second_hearings
         w = common.wer(refs, hyps)
+        lw = common.wer([refs[i] for i in longform], [hyps[i] for i in longform])
         out[policy] = {
             "wer": round(w, 2),
             "delta_vs_offline": round(w - out["offline"]["wer"], 2),
+            "longform_wer": round(lw, 2),
+            "longform_delta_vs_offline": round(lw - out["offline"]["longform_wer"], 2),
+            "first_finals_wer": round(common.wer(refs, first), 2),
+            "second_hearings": hearings,
+            "revised_segments": revised,
             "rtf": round(compute / out["audio_seconds"], 3),
         }
-        print(f"{policy}: streaming WER {w:.2f}% (offline {out['offline']['wer']:.2f}%)", flush=True)
+        print(f"{policy}: {out[policy]}", flush=True)
+    return out
+
+
+def part_repeats(engine, policies, clock) -> dict:
+    sys.path.insert(0, str(common.ROOT / "tests"))
+    from support.repeated_speech import build
+
+    manifest = {e["audio"]: e for e in common.manifest()}
+    speech = build(engine, common.EVAL, manifest)
+    offline = engine.transcribe(speech.audio, language="en").text
+    out: dict = {
+        "audio_seconds": round(len(speech.audio) / 16000, 1),
+        "offline": {"wer": round(common.wer([speech.reference], [offline]), 2)},
+    }
+    print(f"repeats: offline WER {out['offline']['wer']:.2f}%", flush=True)
+    for policy in policies:
+        res = simulate(engine, speech.audio, StreamConfig(policy=policy, language="en"), mode=clock)
+        w = common.wer([speech.reference], [streaming_text(res)])
+        out[policy] = {
+            "wer": round(w, 2),
+            "delta_vs_offline": round(w - out["offline"]["wer"], 2),
+            "first_finals_wer": round(common.wer([speech.reference], [" ".join(f.text for f in res.finals())]), 2),
+            "rtf": round(res.rtf, 3),
+        }
+        print(f"repeats {policy}: {out[policy]}", flush=True)
+    return out
+
+
+VOCABULARY = ["Jenson", "Subiaco", "Gunther Zeiner", "Schussler", "Chiswick", "Caslon", "Longman", "Neild", "Bradshaw"]
+
+
+def _listed_words(text: str) -> list[str]:
+    """The listed words a text contains (by word, case and punctuation folded)."""
+    said = common.normalize(text).split()
+    listed = {w for name in VOCABULARY for w in common.normalize(name).split()}
+    return [w for w in said if w in listed]
+
+
+def part_vocabulary(engine, policies, clock) -> dict:
+    entries = [e for e in common.manifest() if e["task"] in ("asr", "nonspeech")]
+    naming = [e for e in entries if e.get("reference_text") and _listed_words(e["reference_text"])]
+    others = [e for e in entries if e not in naming]
+    prompt = ", ".join(VOCABULARY)
+    out: dict = {"prompt": prompt, "naming_files": len(naming), "other_files": len(others)}
+    for policy in policies:
+        row: dict = {}
+        for label, config in (
+            ("without", StreamConfig(policy=policy)),
+            ("with", StreamConfig(policy=policy, prompt=prompt)),
+        ):
+            hyps = [streaming_text(simulate(engine, common.load(e), config, mode=clock)) for e in naming]
+            refs = [e["reference_text"] for e in naming]
+            want = sum(len(_listed_words(r)) for r in refs)
+            got = sum(len(set(_listed_words(h)) & set(_listed_words(r))) for r, h in zip(refs, hyps))
+            row[label] = {"wer": round(common.wer(refs, hyps), 2), "names_heard": got, "names_said": want}
+        invented = []
+        for e in others:
+            text = streaming_text(
+                simulate(engine, common.load(e), StreamConfig(policy=policy, prompt=prompt), mode=clock)
+            )
+            said = set(_listed_words(e.get("reference_text") or ""))
+            invented += [w for w in _listed_words(text) if w not in said]
+        row["invented_with_prompt"] = invented
+        out[policy] = row
+        print(f"vocabulary {policy}: {row}", flush=True)
     return out
 
 
@@ -98,9 +184,19 @@ def part_latency(engine, policies, clock) -> dict:
             "decodes": res.decodes,
             "wer": round(common.wer([entry["reference_text"]], [streaming_text(res)]), 2),
             "interim_rewrites_per_word": stable,
+            "second_hearings": res.second_hearings,
+            "revised_segments": len(res.revisions()),
+            "revision_after_final_p50": _revision_delay(res),
         }
         print(f"{policy}: {out[policy]}", flush=True)
     return out
+
+
+def _revision_delay(result) -> float | None:
+    """Seconds from a segment's closing final to its revision (median), on the stream clock."""
+    closed = {e.segment_id: e.emitted_at for e in result.finals() if e.segment_final}
+    delays = [e.emitted_at - closed[e.segment_id] for e in result.revisions() if e.segment_id in closed]
+    return round(percentile(delays, 50), 2) if delays else None
 
 
 def _interim_stability(result) -> float:
@@ -171,7 +267,7 @@ def part_memory(engine, policies, clock) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policies", nargs="+", default=["localagreement", "alignatt"])
-    ap.add_argument("--parts", nargs="+", default=["wer", "latency", "nonspeech", "memory"])
+    ap.add_argument("--parts", nargs="+", default=["wer", "repeats", "vocabulary", "latency", "nonspeech", "memory"])
     ap.add_argument("--model", default="base")
     ap.add_argument(
         "--clock",
@@ -183,7 +279,14 @@ def main() -> None:
     args = ap.parse_args()
     engine = Engine(EngineConfig(model=args.model))
     report = {"machine": common.machine(), "model": args.model, "compute_type": "int8", "policies": args.policies}
-    parts = {"wer": part_wer, "latency": part_latency, "nonspeech": part_nonspeech, "memory": part_memory}
+    parts = {
+        "wer": part_wer,
+        "repeats": part_repeats,
+        "vocabulary": part_vocabulary,
+        "latency": part_latency,
+        "nonspeech": part_nonspeech,
+        "memory": part_memory,
+    }
     for name in args.parts:
         clock = args.clock if name == "latency" else "aware"
         report[name] = parts[name](engine, args.policies, clock)

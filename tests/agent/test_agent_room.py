@@ -4,6 +4,7 @@ participants, interims, mute, control, failures."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from roomscribe.agent.options import CaptionOptions
 from roomscribe.agent.room import Participant, RoomCaptioner
 from roomscribe.session import Caption
+from roomscribe.session.options import OptionsError
 from support.fake_speech import FakeSpeaker, FrameFeed
 
 
@@ -304,3 +306,31 @@ def test_no_interims_are_published_when_the_rate_is_zero():
 
     room = run(scenario())
     assert [(c.text, c.final) for c in room.sent] == [("a b", True)]
+
+
+def test_every_speaker_is_told_the_rooms_prompt_and_the_names_of_the_people_in_it():
+    async def scenario():
+        room = FakeRoom(CaptionOptions(prompt="Subiaco, Jenson"))
+        room.join("u_1", "TR_a", name="Alice Kim")
+        room.join("u_2", "TR_b", name="Bob")
+        room.captioner.update_participant(Participant("u_3"))  # a listener without a name or a track
+        alice, bob = room.speakers
+        assert alice.prompts[-1] == bob.prompts[-1] == "Subiaco, Jenson, Alice Kim, Bob, u_3"
+        await settle()
+        await asyncio.gather(*room.captioner.remove_participant("u_2"))
+        assert alice.prompts[-1] == "Subiaco, Jenson, Alice Kim, u_3"
+
+        quiet = FakeRoom(CaptionOptions(prompt="Subiaco", participant_names=False))
+        quiet.join("u_1", "TR_a", name="Alice Kim")
+        assert quiet.speakers[0].prompts == ["Subiaco"]
+
+    run(scenario())
+
+
+def test_a_prompt_in_job_metadata_is_checked():
+    options = CaptionOptions().with_metadata('{"prompt": ["Subiaco", "Jenson"], "participant_names": false}')
+    assert (options.prompt, options.participant_names) == ("Subiaco, Jenson", False)
+    with pytest.raises(OptionsError, match="prompt"):
+        CaptionOptions().with_metadata('{"prompt": 7}')
+    with pytest.raises(OptionsError, match="characters"):
+        CaptionOptions().with_metadata(json.dumps({"prompt": "x" * 501}))

@@ -76,12 +76,48 @@ def test_unknown_policy_is_a_clear_error():
         make_policy("greedy")
 
 
-def test_a_decoder_restart_of_the_committed_text_is_cut():
-    from roomscribe.engine.quality import cut_restart, trim_repetition
+def test_a_decoder_restart_of_the_committed_text_is_cut_where_its_copy_has_no_audio():
+    from roomscribe.engine.quality import Timing, cut_restart
 
     vocab = {1: " printing", 2: " in", 3: " the", 4: " only", 5: " sense", 6: " concerned.", 7: " Printing"}
     decode = lambda ids: "".join(vocab[i] for i in ids)  # noqa: E731
-    assert cut_restart([6, 7, 2, 3, 4], [1, 2, 3, 4, 5], decode) == [6]
-    assert cut_restart([6, 2, 3], [1, 2, 3, 4, 5], decode) == [6, 2, 3]
-    assert trim_repetition([5, 6, 5, 6, 5, 6, 5, 6], []) == [5, 6]
-    assert trim_repetition([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], []) == [1, 2, 3, 4, 5]
+    prefix = [1, 2, 3, 4, 5]  # 0.0 - 2.0 s
+    said = [0.0, 0.4, 0.8, 1.2, 1.6, 2.0]
+    # The restart's words squeezed into the window's last moment: a decoder restart.
+    squeezed = Timing([*said, 2.4, 2.4, 2.4, 2.4], [*said[1:], 2.4, 2.42, 2.42, 2.42, 2.42], audio_seconds=2.45)
+    everything = [0, 1, 2, 3, 4]
+    assert cut_restart([6, 7, 2, 3, 4], prefix, decode, squeezed, everything) == [0]
+    # The same words with audio of their own: the speaker began again.
+    spoken = Timing([*said, 2.4, 2.8, 3.2, 3.6], [*said[1:], 2.4, 2.8, 3.2, 3.6, 4.0], audio_seconds=4.2)
+    assert cut_restart([6, 7, 2, 3, 4], prefix, decode, spoken, everything) == everything
+    assert cut_restart([6, 2, 3], prefix, decode, squeezed, [0, 1, 2]) == [0, 1, 2]  # not the head
+
+
+def test_a_repeated_pattern_is_cut_only_where_the_alignment_squeezes_it():
+    from roomscribe.engine.quality import Timing
+    from roomscribe.engine.quality import trim_repetition as trim
+
+    def timing(spans, audio_seconds):
+        return Timing([a for a, _ in spans], [b for _, b in spans], audio_seconds)
+
+    def trim_repetition(tokens, prefix, timing):
+        return [tokens[k] for k in trim(tokens, prefix, timing)]
+
+    loop = timing([(0.0, 0.3), (0.3, 0.6)] + [(0.6, 0.6)] * 6, audio_seconds=0.62)
+    assert trim_repetition([5, 6, 5, 6, 5, 6, 5, 6], [], loop) == [5, 6]
+    sentence = [(0.4 * i, 0.4 * i + 0.4) for i in range(5)]
+    said_twice = timing(sentence + [(a + 2.3, b + 2.3) for a, b in sentence], audio_seconds=4.5)
+    assert trim_repetition([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], [], said_twice) == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]
+    looped = timing(sentence + [(2.0, 2.0)] * 5, audio_seconds=2.02)
+    assert trim_repetition([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], [], looped) == [1, 2, 3, 4, 5]
+    # Said twice, then the decoder loops: both spoken copies stay.
+    then_loop = timing(sentence + [(a + 2.3, b + 2.3) for a, b in sentence] + [(4.3, 4.3)] * 5, audio_seconds=4.32)
+    assert trim_repetition([1, 2, 3, 4, 5] * 3, [], then_loop) == [1, 2, 3, 4, 5] * 2
+    # The speaker has begun the sentence again, the decoder finished it: the spoken part stays.
+    begun = timing(sentence + [(2.3, 2.7), (2.7, 3.1)] + [(3.1, 3.1)] * 3, audio_seconds=3.12)
+    assert trim_repetition([1, 2, 3, 4, 5] * 2, [], begun) == [1, 2, 3, 4, 5, 1, 2]
+    # The decoder's copies first, squeezed into the window's start; the spoken one last.
+    late = timing([(0.0, 0.0)] * 5 + sentence[:1] + [(a + 0.4, b + 0.4) for a, b in sentence[1:]], audio_seconds=2.5)
+    assert trim_repetition([1, 2, 3, 4, 5] * 2, [], late) == [1, 2, 3, 4, 5]
+    # A loop that starts in the committed prefix: the generated copy goes.
+    assert trim_repetition([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], looped) == []

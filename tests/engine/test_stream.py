@@ -33,20 +33,48 @@ def test_streamed_captions_are_as_good_as_offline_whisper_on_the_same_audio(engi
 def test_events_are_ordered_and_segments_close_once(engine, eval_dir, policy):
     audio = read_audio(eval_dir / LJ / "LJ001-0001.flac")
     result = simulate(engine, audio, StreamConfig(policy=policy), mode="aware")
-    types = [e.type for e in result.events]
+    # Revised finals of the last sentence may come after its speech end.
+    types = [e.type for e in result.events if not e.revision]
     assert types[0] is EventType.SPEECH_START and types[-1] is EventType.SPEECH_END
     times = [e.emitted_at for e in result.events]
     assert times == sorted(times)
-    closed = [e.segment_id for e in result.events if e.type is EventType.FINAL and e.segment_final]
+    closed = [e.segment_id for e in result.events if e.type is EventType.FINAL and e.segment_final and not e.revision]
     assert len(closed) == len(set(closed)) >= 1
+    # A revision replaces a segment already closed, once.
+    revised = [e.segment_id for e in result.revisions()]
+    assert len(revised) == len(set(revised)) and set(revised) <= set(closed)
     # Every final word lies inside the audio and finals never go back in time.
     words = [w for e in result.finals() for w in e.words]
     assert all(0 <= w.start <= w.end <= len(audio) / 16000 + 0.05 for w in words)
     assert all(a.start <= b.start + 0.05 for a, b in zip(words, words[1:]))
     # A closed segment's text is the concatenation of its finals.
     for seg in closed:
-        finals = [e for e in result.events if e.type is EventType.FINAL and e.segment_id == seg]
+        finals = [e for e in result.finals() if e.segment_id == seg]
         assert finals[-1].segment_text.split() == " ".join(e.text for e in finals).split()
+
+
+def test_finished_sentences_are_heard_once_more_unless_the_scheduler_is_slowed_down(engine, eval_dir):
+    from roomscribe.session.governor import LEVELS
+
+    audio = read_audio(eval_dir / LJ / "LJ001-0009.flac")
+
+    def run(config: StreamConfig, pace=None):
+        stream = engine.open_stream(config)
+        if pace is not None:
+            stream.pace = pace
+        events = stream.push(audio)
+        stream.end()
+        events += engine.drain(stream)
+        return stream, events
+
+    stream, events = run(StreamConfig(language="en"))
+    assert stream.second_hearings == 1 and stream.idle
+    closed = [e.segment_id for e in events if e.type is EventType.FINAL and e.segment_final and not e.revision]
+    for revision in [e for e in events if e.revision]:
+        assert revision.segment_id in closed and revision.segment_final and revision.words
+        assert revision.segment_text == revision.text and revision.start <= revision.end
+    assert run(StreamConfig(language="en", revise_finals=False))[0].second_hearings == 0
+    assert run(StreamConfig(language="en"), pace=LEVELS[1])[0].second_hearings == 0
 
 
 def test_interims_come_before_finals_of_the_same_segment(engine, eval_dir):

@@ -293,6 +293,8 @@ def test_options_are_checked_when_given_and_updates_reach_open_streams():
     async def run():
         first = stt.stream()
         assert first._opts.language == "en"
+        # An agent cannot take a final back: the plugin's streams never revise one.
+        assert first._opts.stream_config().revise_finals is False
         await first.aclose()
         stream = stt.stream(language="auto")
         assert stream._opts.language is None

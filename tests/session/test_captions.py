@@ -92,6 +92,28 @@ def test_the_transcript_replaces_a_segments_updates_and_keeps_the_latest():
     assert [w["word"] for w in line.as_dict()["words"]] == ["hello", "world."]
 
 
+def test_a_revised_final_replaces_its_closed_segment_and_leaves_the_open_one_alone():
+    build, transcript = CaptionBuilder("ann", offset=10.0), Transcript()
+    transcript(build.caption(_final("SG_1", [(" The", 0.0, 0.3), (" narrowing.", 0.3, 1.0)], "The narrowing.", True)))
+    transcript(build.caption(_final("SG_2", [(" Printing", 1.5, 2.0)], "Printing")))
+    revision = _final("SG_1", [(" This", 0.0, 0.1), (" is", 0.1, 0.2), (" narrowing.", 0.3, 1.0)], "", closed=True)
+    revision.revision = True
+    revised = build.caption(revision)
+    transcript(revised)
+    assert (revised.segment_id, revised.text, revised.final, revised.revised) == (
+        "SG_1",
+        "This is narrowing.",
+        True,
+        True,
+    )
+    assert revised.start == pytest.approx(10.0) and revised.end == pytest.approx(11.0)
+    # The open segment goes on with the words it had.
+    more = build.caption(_final("SG_2", [(" then.", 2.0, 2.4)], "Printing then.", closed=True))
+    transcript(more)
+    assert more.text == "Printing then." and not more.revised
+    assert [c.text for c in transcript.committed()] == ["This is narrowing.", "Printing then."]
+
+
 def test_session_transcript_orders_speakers_by_start_and_renders_every_format():
     transcript = Transcript()
     for who, offset, seg, word in [

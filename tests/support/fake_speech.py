@@ -17,8 +17,11 @@ _ids = itertools.count(1)
 
 
 class FakeSpeaker:
-    def __init__(self, *, name: str, track: str, language: str | None, pipeline: Pipeline, lag: float = 0.0):
+    def __init__(
+        self, *, name: str, track: str, language: str | None, pipeline: Pipeline, lag: float = 0.0, prompt: str = ""
+    ):
         self.name = name
+        self.prompts = [prompt]  # every prompt it has been given, in order
         self.track = track
         self.language = language
         self.pipeline = pipeline
@@ -33,6 +36,10 @@ class FakeSpeaker:
         self.closed = False
         self._words: list[str] = []
         self._segment = ""
+
+    def set_prompt(self, prompt: str) -> None:
+        if prompt != self.prompts[-1]:
+            self.prompts.append(prompt)
 
     def push(self, word: str) -> None:
         if self.paused or self.finished:

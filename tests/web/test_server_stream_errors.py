@@ -35,6 +35,7 @@ from support.speech import wer
         ("mode=x", "mode is full or diff"),
         ("input=wav", "input is auto, pcm or encoded"),
         ("task=summarize", "unknown task"),
+        ("prompt=" + "x" * 501, "at most 500"),
     ],
 )
 def test_bad_query_options_are_refused_with_400_before_upgrading(server, query, message):

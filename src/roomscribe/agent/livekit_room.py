@@ -91,7 +91,10 @@ class LiveKitCaptionSender:
 
 def participant_of(participant: rtc.Participant) -> Participant:
     return Participant(
-        identity=participant.identity, attributes=dict(participant.attributes), metadata=participant.metadata or ""
+        identity=participant.identity,
+        name=participant.name or "",
+        attributes=dict(participant.attributes),
+        metadata=participant.metadata or "",
     )
 
 
@@ -139,6 +142,10 @@ def bind_room(room: rtc.Room, captioner: RoomCaptioner) -> None:
     def _unpublished(publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant) -> None:
         if is_audio(publication):
             captioner.remove_track(publication.sid)
+
+    @room.on("participant_connected")
+    def _joined(participant: rtc.RemoteParticipant) -> None:
+        captioner.update_participant(participant_of(participant))
 
     @room.on("participant_disconnected")
     def _left(participant: rtc.RemoteParticipant) -> None:

@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 
-from ..session.options import OptionsError, parse_language, parse_policy
+from ..session.options import MAX_PROMPT_CHARACTERS, OptionsError, parse_language, parse_policy, parse_prompt
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,18 @@ class CaptionOptions:
     participant_languages: dict[str, str | None] = field(default_factory=dict)
     policy: str = "localagreement"
     interims_per_second: float = 4.0
+    prompt: str = ""  # names and words to expect in this room
+    participant_names: bool = True  # the room's participants' names join every speaker's prompt
+
+    def prompt_with(self, names: list[str]) -> str:
+        """The room's prompt followed by participants' names, as many as fit."""
+        prompt = self.prompt
+        for name in names if self.participant_names else []:
+            longer = f"{prompt}, {name}" if prompt else name
+            if len(longer) > MAX_PROMPT_CHARACTERS:
+                break
+            prompt = longer
+        return prompt
 
     @property
     def interim_interval(self) -> float:
@@ -39,6 +51,7 @@ class CaptionOptions:
             "language": env.get("ROOMSCRIBE_LANGUAGE"),
             "policy": env.get("ROOMSCRIBE_POLICY"),
             "interims_per_second": env.get("ROOMSCRIBE_INTERIMS_PER_SECOND"),
+            "prompt": env.get("ROOMSCRIBE_PROMPT"),
         }
         return cls().updated({k: v for k, v in raw.items() if v is not None})
 
@@ -76,4 +89,10 @@ class CaptionOptions:
             if not 0 <= rate <= 50:
                 raise OptionsError(f"interims_per_second must be between 0 and 50, not {rate}")
             changes["interims_per_second"] = rate
+        if "prompt" in data:
+            changes["prompt"] = parse_prompt(data["prompt"])
+        if "participant_names" in data:
+            if not isinstance(data["participant_names"], bool):
+                raise OptionsError(f"participant_names must be true or false, not {data['participant_names']!r}")
+            changes["participant_names"] = data["participant_names"]
         return replace(self, **changes)

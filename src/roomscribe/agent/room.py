@@ -42,6 +42,7 @@ _UNSET = object()
 @dataclass
 class Participant:
     identity: str
+    name: str = ""  # the display name, when the participant has one
     attributes: dict[str, str] = field(default_factory=dict)
     metadata: str = ""
 
@@ -51,13 +52,16 @@ class TrackSpeaker(Protocol):
 
     def push(self, audio: Any) -> None: ...
     def set_language(self, language: str | None) -> None: ...
+    def set_prompt(self, prompt: str) -> None: ...
     def set_paused(self, paused: bool) -> None: ...
     async def finish(self) -> None: ...
     def close(self) -> None: ...
 
 
 class SpeakerFactory(Protocol):
-    def __call__(self, *, name: str, track: str, language: str | None, pipeline: Pipeline) -> TrackSpeaker: ...
+    def __call__(
+        self, *, name: str, track: str, language: str | None, pipeline: Pipeline, prompt: str = ""
+    ) -> TrackSpeaker: ...
 
 
 def declared_language(participant: Participant) -> Any:
@@ -157,13 +161,16 @@ class RoomCaptioner:
             self._muted.add(track_sid)
         language = self.language_of(identity)
         pipeline = Pipeline([InterimThrottle(self.options.interim_interval)], [self.publisher.publish])
-        speaker = self._speaker_factory(name=identity, track=track_sid, language=language, pipeline=pipeline)
+        speaker = self._speaker_factory(
+            name=identity, track=track_sid, language=language, pipeline=pipeline, prompt=self.prompt()
+        )
         if not self._should_run(track_sid):
             speaker.set_paused(True)
         track = self._tracks[track_sid] = CaptionedTrack(identity, track_sid, speaker)
         if self._capacity is not None:
             self._capacity.track_opened()
         track.start(audio)
+        self._refresh_prompts()
         logger.info("captioning %s (track %s, language %s)", identity, track_sid, language or "detected")
 
     def remove_track(self, track_sid: str) -> asyncio.Task[None] | None:
@@ -187,12 +194,26 @@ class RoomCaptioner:
     def remove_participant(self, identity: str) -> list[asyncio.Task[None]]:
         tasks = [self.remove_track(sid) for sid, t in list(self._tracks.items()) if t.identity == identity]
         self._participants.pop(identity, None)
+        self._refresh_prompts()
         return [t for t in tasks if t is not None]
 
     def update_participant(self, participant: Participant) -> None:
-        """A participant's attributes or metadata changed (their language may have)."""
+        """A participant joined, or their attributes or metadata changed (their language may have)."""
         self._participants[participant.identity] = participant
         self._apply_language(participant.identity)
+        self._refresh_prompts()
+
+    # -- what the recogniser is told to expect ------------------------------------------
+    def prompt(self) -> str:
+        """The room's prompt and, by default, the names of the people in it: the names said
+        in a meeting are the words captions most often get wrong."""
+        names = [p.name or p.identity for p in self._participants.values()]
+        return self.options.prompt_with(list(dict.fromkeys(n.strip() for n in names if n.strip())))
+
+    def _refresh_prompts(self) -> None:
+        prompt = self.prompt()
+        for track in self._tracks.values():
+            track.speaker.set_prompt(prompt)
 
     def set_muted(self, track_sid: str, muted: bool) -> None:
         (self._muted.add if muted else self._muted.discard)(track_sid)

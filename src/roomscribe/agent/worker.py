@@ -70,8 +70,8 @@ def room_options(metadata: str | None) -> CaptionOptions:
 def live_speakers(worker: EngineWorker, options: CaptionOptions) -> SpeakerFactory:
     """How a room's tracks get their speakers: each a `LiveSpeaker` on the shared scheduler."""
 
-    def speaker(*, name: str, track: str, language: str | None, pipeline: Pipeline) -> LiveSpeaker:
-        config = StreamConfig(policy=options.policy, language=language)
+    def speaker(*, name: str, track: str, language: str | None, pipeline: Pipeline, prompt: str = "") -> LiveSpeaker:
+        config = StreamConfig(policy=options.policy, language=language, prompt=prompt)
         return LiveSpeaker(worker, config, name=name, track=track, pipeline=pipeline)
 
     return speaker

@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--min-chunk", type=float, default=0.5, help="seconds of new audio between decodes")
     t.add_argument("--beam-size", type=int, default=1, help="offline beam size (default 1)")
     t.add_argument(
+        "--prompt",
+        default="",
+        help="names and words to expect (e.g. 'Subiaco, Jenson'): kept in the decoder's context, not captioned",
+    )
+    t.add_argument(
         "--task",
         default="transcribe",
         choices=TASKS,

@@ -1,7 +1,9 @@
 """The terminal as a caption sink: captions shown as they would appear live.
 
 On a terminal the interim tail updates in place and finals are appended; with
---format json every update is one JSON line; otherwise closed segments are printed.
+--format json every update is one JSON line (a revised final too, marked so); otherwise
+closed segments are printed. Printed lines cannot be replaced, so text output keeps a
+segment's first final and leaves revisions to the JSON lines and the transcript.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class LiveView:
     def __call__(self, caption: Caption) -> None:
         if self.fmt == "json":
             self._json(caption)
+        elif caption.revised:
+            return
         elif self.tty:
             if caption.commits:
                 self.out.write(f"{_CLEAR}{caption.text}")
@@ -57,6 +61,7 @@ class LiveView:
                     "emitted_at": round(caption.emitted_at, 3),
                     "segment_id": caption.segment_id,
                     "segment_final": caption.final,
+                    "revised": caption.revised,
                     "language": caption.language,
                 },
                 ensure_ascii=False,

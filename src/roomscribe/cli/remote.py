@@ -23,6 +23,8 @@ def transcribe_remote(args) -> int:
     query = {"progress": "true"}
     if args.language:
         query["language"] = args.language
+    if args.prompt:
+        query["prompt"] = args.prompt
     url = f"{args.server.rstrip('/')}/transcribe?{urllib.parse.urlencode(query)}"
     headers = {"Content-Type": "application/octet-stream", "Accept": "application/x-ndjson"}
     if os.environ.get("ROOMSCRIBE_API_KEY"):

@@ -10,10 +10,11 @@ from .errors import EXIT_BAD_INPUT, EXIT_NO_MODEL, fail
 
 def transcribe(args) -> int:
     from ..audio import AudioFileError, load_audio
-    from ..session.options import OptionsError, parse_language
+    from ..session.options import OptionsError, parse_language, parse_prompt
 
     try:
         args.language = parse_language(args.language)
+        args.prompt = parse_prompt(args.prompt, "--prompt")
     except OptionsError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     if args.server:
@@ -41,7 +42,12 @@ def _offline(engine, audio, args) -> int:
 
     bar = ProgressBar(enabled=sys.stderr.isatty())
     result = engine.transcribe(
-        audio, language=args.language, beam_size=args.beam_size, task=args.task, progress=bar.update
+        audio,
+        language=args.language,
+        beam_size=args.beam_size,
+        task=args.task,
+        progress=bar.update,
+        initial_prompt=args.prompt or None,
     )
     bar.close()
     doc = {
@@ -75,6 +81,7 @@ def _simulate(engine, audio, args) -> int:
             task=args.task,
             frame_threshold=args.frame_threshold,
             min_chunk_seconds=args.min_chunk,
+            prompt=args.prompt,
         )
     except ValueError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)

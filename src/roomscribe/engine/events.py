@@ -33,7 +33,8 @@ class Event:
     INTERIM carries the uncommitted tail of the current segment (it replaces the
     previous interim); FINAL carries words newly committed to the segment, and the
     last FINAL of a segment has `segment_final` set. `segment_text` is the whole
-    segment so far, which is what a caption shows.
+    segment so far, which is what a caption shows. A `revision` FINAL comes later still and
+    replaces a closed segment's text.
     `emitted_at` is how much audio the stream had been given when it came out, so
     `lag` is how far the caption trails the audio.
     """
@@ -48,6 +49,9 @@ class Event:
     language: str | None = None
     segment_final: bool = False  # FINAL that closes its segment
     segment_text: str = ""  # the segment so far: committed words (+ the tail, for INTERIM)
+    # A FINAL for a segment already closed: its whole text as a second, whole-sentence decode
+    # heard it, replacing what was committed piece by piece (listeners key captions by segment).
+    revision: bool = False
 
     @property
     def lag(self) -> float:

@@ -1,4 +1,11 @@
-"""Checks that keep text off silence, noise and music, and stop repetition loops."""
+"""Checks that keep text off silence, noise and music, and stop repetition loops.
+
+A decoder loop and a speaker who repeats themselves read the same as text ("it was the best of
+times, it was the worst of times"; a sentence said twice). They differ in the audio: a speaker
+takes about as long to say the words again, while the decoder's extra copy has no audio of its
+own, so the alignment squeezes it into a sliver of the window or past its end. The checks here
+cut text only where the alignment says so.
+"""
 
 from __future__ import annotations
 
@@ -8,43 +15,135 @@ from dataclasses import dataclass
 from .text import normalize_word
 from .whisper import DecodeResult, compression_ratio
 
+# A copy heard in at most this share of the time its original took has no audio of its own.
+SQUEEZE = 0.35
+# Tokens aligned this close to the end of the audio (or past it) were not heard in it.
+END_MARGIN_SECONDS = 0.06
 
-def trim_repetition(tokens: Sequence[int], prefix: Sequence[int] = (), max_pattern: int = 48) -> list[int]:
-    """Cut a decoder loop (a token pattern repeated back to back) down to its first copy.
 
-    Whisper on a short window often transcribes the window and then starts over;
-    the check runs over prefix + tokens so a restart of the committed text counts too.
-    Short patterns must repeat more often before they count as a loop.
+@dataclass(frozen=True)
+class Timing:
+    """Where each token of prefix + generated tokens lies in the window (seconds)."""
+
+    starts: Sequence[float]
+    ends: Sequence[float]
+    audio_seconds: float
+
+    @classmethod
+    def of(cls, result: DecodeResult) -> Timing:
+        return cls(result.token_starts, result.token_ends, result.window_seconds)
+
+    def past_audio(self, k: int) -> bool:
+        return self.starts[k] >= self.audio_seconds - END_MARGIN_SECONDS
+
+    def span(self, a: int, b: int) -> float:
+        return max(0.0, self.ends[b - 1] - self.starts[a])
+
+    def unheard_from(self, a: int, b: int, like_span: float) -> int | None:
+        """Where tokens [a, b), one copy of a repeated pattern, stop having audio of their own:
+        the first of them aligned at the end of the audio (the speaker may have begun the copy,
+        the decoder finished it), or `a` when the copy is squeezed into a sliver of the time
+        the longest copy takes (`like_span`). None: the copy was spoken."""
+        if b > len(self.starts):
+            return None  # no alignment for them: say nothing
+        for k in range(a, b):
+            if self.past_audio(k):
+                return k
+        if self.span(a, b) <= SQUEEZE * like_span:
+            return a
+        return None
+
+
+def _copies_needed(length: int) -> int:
+    # A short pattern (a word, a number) must repeat more often before it can be a loop.
+    return 4 if length <= 2 else 3 if length <= 4 else 2
+
+
+def trim_repetition(tokens: Sequence[int], prefix: Sequence[int], timing: Timing, max_pattern: int = 48) -> list[int]:
+    """Positions of `tokens` to keep where a decoder loop (a pattern repeated back to back)
+    is found: the copies with audio of their own stay, wherever they are among the copies
+    (the alignment may give the audio to the last); the copies without go, and so does
+    whatever the decoder wrote after the loop. A pattern every copy of which was spoken is a
+    speaker repeating themselves and stays whole.
+
+    The check runs over prefix + tokens, so a loop that starts in committed text counts too.
     """
     seq = [*prefix, *tokens]
-    n = len(seq)
+    n, p = len(seq), len(prefix)
     for i in range(n):
         for length in range(1, min(max_pattern, (n - i) // 2) + 1):
-            if i + 2 * length <= len(prefix):
-                continue  # a loop wholly inside the committed prefix is history
+            if i + 2 * length <= p:
+                continue  # a repeat wholly inside the committed prefix is history
             pattern = seq[i : i + length]
-            repeats, j = 1, i + length
-            while j + length <= n and seq[j : j + length] == pattern:
-                repeats += 1
-                j += length
-            needed = 4 if length <= 2 else 3 if length <= 4 else 2
-            if repeats >= needed:
-                return seq[len(prefix) : max(len(prefix), i + length)]
-    return list(tokens)
+            copies = [i]
+            while copies[-1] + 2 * length <= n and seq[copies[-1] + length : copies[-1] + 2 * length] == pattern:
+                copies.append(copies[-1] + length)
+            if len(copies) < _copies_needed(length):
+                continue
+            longest = max(timing.span(c, c + length) for c in copies) if n <= len(timing.starts) else 0.0
+            kept = list(range(p, max(p, i)))
+            looped = False
+            for c in copies:
+                if c + length <= p:
+                    continue  # committed
+                cut = None if c < p else timing.unheard_from(c, c + length, longest)
+                looped |= cut is not None
+                kept.extend(range(max(c, p), c + length if cut is None else cut))
+            if looped:
+                return [k - p for k in kept]
+    return list(range(len(tokens)))
 
 
-def cut_restart(tokens: Sequence[int], prefix: Sequence[int], decode, min_words: int = 3) -> list[int]:
-    """Cut where the decoder starts the window's text over (case and punctuation folded)."""
+def cut_unheard_tail(
+    tokens: Sequence[int], prefix: Sequence[int], decode, timing: Timing, kept: list[int]
+) -> list[int]:
+    """Drop the words at the end that begin where the audio ends: the decoder went on past
+    what was said (punctuation after a heard word stays)."""
+    p, cut = len(prefix), len(kept)
+    if p + len(tokens) > len(timing.starts):
+        return kept
+    for k in range(len(kept) - 1, -1, -1):
+        if not timing.past_audio(p + kept[k]):
+            break
+        if decode([tokens[kept[k]]]).startswith(" "):
+            cut = k
+    return kept[:cut]
+
+
+def _word_token_count(tokens: Sequence[int], decode, words: int) -> int:
+    """How many of `tokens` (starting at a word start) make up their first `words` words."""
+    seen = 0
+    for k, token in enumerate(tokens):
+        if decode([token]).startswith(" "):
+            seen += 1
+            if seen > words:
+                return k
+    return len(tokens)
+
+
+def cut_restart(
+    tokens: Sequence[int], prefix: Sequence[int], decode, timing: Timing, kept: list[int], min_words: int = 3
+) -> list[int]:
+    """Cut where the decoder starts the window's committed text over: the same first words
+    again (case and punctuation folded) with no audio of their own."""
     head = [normalize_word(w) for w in decode(list(prefix)).split()][:min_words]
     if len(head) < min_words or not all(head):
-        return list(tokens)
-    for j in range(1, len(tokens)):
-        if not decode([tokens[j]]).startswith(" "):
+        return kept
+    head_tokens = _word_token_count(prefix, decode, min_words)
+    head_span = timing.span(0, head_tokens) if head_tokens <= len(timing.starts) else 0.0
+    p = len(prefix)
+    for j in range(1, len(kept)):
+        if not decode([tokens[kept[j]]]).startswith(" "):
             continue
-        words = [normalize_word(w) for w in decode(list(tokens[j : j + 4 * min_words])).split()]
-        if words[:min_words] == head:
-            return list(tokens[:j])
-    return list(tokens)
+        following = [tokens[k] for k in kept[j : j + 4 * min_words]]
+        words = [normalize_word(w) for w in decode(following).split()]
+        if words[:min_words] != head:
+            continue
+        k = _word_token_count(following, decode, min_words)
+        unheard = timing.unheard_from(p + kept[j], p + kept[j + k - 1] + 1, head_span)
+        if unheard is not None:
+            return [i for i in kept[: j + k] if p + i < unheard]
+    return kept
 
 
 @dataclass
@@ -55,17 +154,23 @@ class QualityGate:
     max_words_per_second: float = 7.0
 
     def accept(self, result: DecodeResult, runner, prefix: Sequence[int]) -> list[int]:
-        """The generated tokens worth keeping; [] when the whole hypothesis looks spurious."""
-        tokens = trim_repetition(result.tokens, prefix)
-        tokens = cut_restart(tokens, prefix, runner.decode_tokens)
-        if not tokens:
+        """Positions of the generated tokens worth keeping; [] when the whole hypothesis
+        looks spurious."""
+        timing = Timing.of(result)
+        decode = runner.decode_tokens
+        kept = trim_repetition(result.tokens, prefix, timing)
+        kept = cut_restart(result.tokens, prefix, decode, timing, kept)
+        kept = cut_unheard_tail(result.tokens, prefix, decode, timing, kept)
+        if not kept:
             return []
+        tokens = [result.tokens[k] for k in kept]
         if result.no_speech_prob > self.no_speech_threshold and result.avg_logprob < self.logprob_threshold:
             return []
-        text = runner.decode_tokens(list(prefix) + tokens)
+        # Over the new words only: committed text that repeats itself (a list, anaphora) is speech.
+        text = runner.decode_tokens(tokens)
         if compression_ratio(text) > self.compression_ratio_threshold and len(text) > 40:
             return []
-        words = len(runner.decode_tokens(tokens).split())
+        words = len(text.split())
         if words > self.max_words_per_second * max(result.window_seconds, 1.0) + 3:
             return []
-        return tokens
+        return kept

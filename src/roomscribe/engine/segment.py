@@ -6,6 +6,7 @@ A segment knows nothing of audio or utterances: the stream hands it the words it
 from __future__ import annotations
 
 import uuid
+from collections import deque
 
 from .events import Event, EventType, Word
 from .text import ends_sentence, join_words
@@ -15,12 +16,40 @@ def new_segment_id() -> str:
     return "SG_" + uuid.uuid4().hex[:12]
 
 
+def capitalised(words: list[Word]) -> list[Word]:
+    """A caption starts with a capital (a no-op for Hangul)."""
+    first = words[0]
+    text = first.text.lstrip()
+    return [Word(text[:1].upper() + text[1:], first.start, first.end, first.probability), *words[1:]]
+
+
+def revised_final(segment_id: str, words: list[Word], language, emitted_at) -> Event:
+    """The FINAL that replaces a closed segment's text with what a second hearing found."""
+    words = capitalised(words)
+    text = join_words(words, language)
+    return Event(
+        EventType.FINAL,
+        segment_id,
+        emitted_at,
+        text=text,
+        words=words,
+        start=words[0].start,
+        end=words[-1].end,
+        language=language,
+        segment_final=True,
+        segment_text=text,
+        revision=True,
+    )
+
+
 class Segment:
     """The open caption segment; closing it opens the next one under a new id."""
 
     def __init__(self) -> None:
         self._id = new_segment_id()
         self._words: list[Word] = []
+        # Segments closed lately, (id, words), for a second hearing of their sentences.
+        self.closed: deque[tuple[str, list[Word]]] = deque(maxlen=32)
 
     @property
     def id(self) -> str:
@@ -46,12 +75,23 @@ class Segment:
             events.append(self._final(chunk, language, emitted_at, closes=close))
         return events
 
+    def closed_within(self, start: float, end: float) -> list[tuple[str, list[Word]]]:
+        """Take the closed segments whose words all lie in [start, end] (seconds); older
+        ones can no longer be heard again and are forgotten."""
+        taken: list[tuple[str, list[Word]]] = []
+        while self.closed:
+            _, words = self.closed[0]
+            if words[0].start < start - 0.05:
+                self.closed.popleft()
+                continue
+            if words[-1].end > end + 0.05:
+                break
+            taken.append(self.closed.popleft())
+        return taken
+
     def _final(self, words: list[Word], language, emitted_at, closes: bool) -> Event:
         if not self._words and words:
-            first = words[0]
-            text = first.text.lstrip()
-            text = text[:1].upper() + text[1:]  # a caption starts with a capital (no-op for Hangul)
-            words = [Word(text, first.start, first.end, first.probability), *words[1:]]
+            words = capitalised(words)
         self._words.extend(words)
         seg = self._words
         event = Event(
@@ -67,6 +107,8 @@ class Segment:
             segment_text=join_words(seg, language),
         )
         if closes:
+            if seg:
+                self.closed.append((self._id, list(seg)))
             self._id = new_segment_id()
             self._words = []
         return event

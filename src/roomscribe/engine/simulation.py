@@ -31,13 +31,26 @@ class SimulationResult:
     compute_seconds: float = 0.0
     wall_seconds: float = 0.0
     decodes: int = 0
+    second_hearings: int = 0
 
     @property
     def rtf(self) -> float:
         return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
 
     def finals(self) -> list[Event]:
-        return [e for e in self.events if e.type is EventType.FINAL and e.text]
+        """FINALs as first committed (revisions apart)."""
+        return [e for e in self.events if e.type is EventType.FINAL and e.text and not e.revision]
+
+    def revisions(self) -> list[Event]:
+        return [e for e in self.events if e.type is EventType.FINAL and e.revision]
+
+    def text(self) -> str:
+        """The captions as they end up: each segment's whole text, revised where it was."""
+        shown: dict[str, str] = {}
+        for e in self.events:
+            if e.type is EventType.FINAL and e.segment_final:
+                shown[e.segment_id] = e.segment_text
+        return " ".join(t for t in shown.values() if t)
 
     def segments(self) -> list[Event]:
         return [e for e in self.events if e.type is EventType.FINAL and e.segment_final and e.segment_text]
@@ -126,5 +139,6 @@ def simulate(
             if wait > 0:
                 time.sleep(wait)
     result.decodes = stream.decodes
+    result.second_hearings = stream.second_hearings
     result.wall_seconds = time.perf_counter() - wall0
     return result

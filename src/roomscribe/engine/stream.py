@@ -9,7 +9,9 @@ At most one request per stream is in flight at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,13 +21,23 @@ from .events import Event, EventType, Word
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
 from .quality import QualityGate
-from .segment import Segment
-from .text import CJK_LANGUAGES, character_groups, ends_sentence, join_words, tokens_per_word, tokens_to_words
-from .utterance import CommittedWord, Pace, Ticket, Utterance
+from .segment import Segment, revised_final
+from .text import (
+    CJK_LANGUAGES,
+    character_groups,
+    ends_sentence,
+    join_words,
+    normalize_word,
+    tokens_per_word,
+    tokens_to_words,
+)
+from .utterance import CommittedWord, Pace, Revision, Ticket, Utterance
 from .vad import SileroVAD, VadConfig, VadStream
 from .whisper import SAMPLE_RATE, DecodeRequest, DecodeResult
 
 MAX_CONTEXT_TOKENS = 224
+MAX_PROMPT_CHARACTERS = 500
+MAX_PINNED_TOKENS = 64  # of a stream's prompt: the rest of the context is its own earlier text
 # The encoder takes at most 30 s (with padding): a window that would pass this only under
 # extreme overload sheds its oldest audio rather than be cut silently by the encoder.
 HARD_WINDOW_SECONDS = 28.0
@@ -38,9 +50,19 @@ class StreamConfig:
     task: str = "transcribe"
     min_chunk_seconds: float = 0.5  # new audio needed before the window is decoded again
     max_window_seconds: float = 12.0  # the window is cut before it grows past this
+    # A window shorter than this commits nothing: on a second of audio Whisper often mishears
+    # the first words ("This is the" as "The"), and once committed they cannot be heard again.
+    first_commit_seconds: float = 1.5
     keep_context_seconds: float = 0.0  # committed speech kept in the window after a cut
     frame_threshold: int = 25  # AlignAtt: 20 ms frames kept clear of the window end
     interim_results: bool = True
+    # Words to expect (names, jargon) or a sentence of context: kept at the head of the
+    # decoder's context on every decode, never captioned by itself.
+    prompt: str = ""
+    # Hear each finished sentence once more, whole and with the text before it, and send a
+    # revised FINAL for its segment where that hearing differs. Off by itself while the
+    # scheduler is slowed down; off for listeners that cannot replace a final.
+    revise_finals: bool = True
     vad: VadConfig = field(default_factory=VadConfig)
     quality: QualityGate = field(default_factory=QualityGate)
 
@@ -48,6 +70,8 @@ class StreamConfig:
         make_policy(self.policy, frame_threshold=self.frame_threshold)  # validates the name
         if self.min_chunk_seconds <= 0 or self.max_window_seconds < 2 * self.min_chunk_seconds:
             raise ValueError("need 0 < min_chunk_seconds and max_window_seconds >= 2 * min_chunk_seconds")
+        if not isinstance(self.prompt, str) or len(self.prompt) > MAX_PROMPT_CHARACTERS:
+            raise ValueError(f"prompt must be text of at most {MAX_PROMPT_CHARACTERS} characters")
 
 
 class SpeechStream:
@@ -62,12 +86,25 @@ class SpeechStream:
         self._closing: list[Utterance] = []
         self._in_flight = False
         self._context: list[int] = []  # committed tokens that left the window: the prompt
+        self._pinned: list[int] = self._prompt_tokens(self.config.prompt)
         self._segment = Segment()
+        self._revisions: deque[Revision] = deque()
         self._detected_language: str | None = None
         self.ended = False
         self.decodes = 0
+        self.second_hearings = 0
         self.pace = Pace()
         self.shed_seconds = 0.0  # speech dropped undecoded under extreme overload
+
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        prompt = prompt.strip()
+        return self.runner.encode_text(" " + prompt)[:MAX_PINNED_TOKENS] if prompt else []
+
+    def set_prompt(self, prompt: str) -> None:
+        """New words to expect, from the next decode on."""
+        config = dataclasses.replace(self.config, prompt=prompt)  # validates
+        self._pinned = self._prompt_tokens(prompt)
+        self.config = config
 
     # -- input ----------------------------------------------------------------
     @property
@@ -173,11 +210,22 @@ class SpeechStream:
         if self._closing:
             return True
         utt = self._active
-        if utt is None:
-            return False
-        n = len(utt.window)
-        step = int(self.decode_interval * SAMPLE_RATE)
-        return n >= step and n - utt.decoded_len >= step
+        if utt is not None:
+            n = len(utt.window)
+            step = int(self.decode_interval * SAMPLE_RATE)
+            if n >= step and n - utt.decoded_len >= step:
+                return True
+        return self._revision_due() is not None
+
+    @property
+    def revising(self) -> bool:
+        """Second hearings are wanted now: asked for, and the scheduler is not slowed down."""
+        return self.config.revise_finals and self.pace == Pace()
+
+    def _revision_due(self) -> Revision | None:
+        if self._revisions and not self.revising:
+            self._revisions.clear()  # behind: the first hearing stands
+        return self._revisions[0] if self._revisions else None
 
     @property
     def decode_interval(self) -> float:
@@ -202,7 +250,7 @@ class SpeechStream:
 
     @property
     def idle(self) -> bool:
-        return not self._in_flight and not self._closing and self._active is None
+        return not self._in_flight and not self._closing and self._active is None and not self._revisions
 
     def _next_utterance(self, early: bool = False) -> Utterance | None:
         if self._in_flight:
@@ -225,15 +273,18 @@ class SpeechStream:
     def request_shape(self, runner, early: bool = False) -> tuple[int, int] | None:
         """The batch shape (`runner.shape`) of the request `next_request` would make."""
         utt = self._next_utterance(early)
-        if utt is None:
+        if utt is not None:
+            return runner.shape(len(utt.window), len(self._context), len(self._pinned))
+        revision = None if self._in_flight else self._revision_due()
+        if revision is None:
             return None
-        return runner.shape(len(utt.window), len(self._context))
+        return runner.shape(len(revision.audio), len(revision.prompt), len(self._pinned))
 
     def next_request(self, early: bool = False) -> Ticket | None:
         """The next window to decode; `early`: also one that is not due yet (a rider)."""
         utt = self._next_utterance(early)
         if utt is None:
-            return None
+            return self._next_revision()
         flush = bool(self._closing)
         self._shed_excess(utt)
         audio = utt.window.copy()
@@ -242,29 +293,50 @@ class SpeechStream:
             language=utt.language,
             task=self.config.task,
             prompt=self._context[-MAX_CONTEXT_TOKENS:],
+            pinned=self._pinned,
             prefix=list(utt.prefix),
         )
         utt.decoded_len = len(audio)
         self._in_flight = True
         return Ticket(request, utt, flush, utt.window.start_sample, len(audio))
 
+    def _next_revision(self) -> Ticket | None:
+        revision = None if self._in_flight else self._revision_due()
+        if revision is None:
+            return None
+        self._revisions.popleft()
+        self._in_flight = True
+        request = DecodeRequest(
+            audio=revision.audio,
+            language=revision.language,
+            task=self.config.task,
+            prompt=revision.prompt,
+            pinned=self._pinned,
+        )
+        return Ticket(request, None, False, revision.start_sample, len(revision.audio), revision)
+
     def cancel(self, ticket: Ticket) -> None:
-        """The request was not served (error, shutdown): the stream may ask again."""
+        """The request was not served (error, shutdown): the stream may ask again (a
+        revision is not asked again: the first hearing stands)."""
         self._in_flight = False
-        ticket.utterance.decoded_len = 0
+        if ticket.utterance is not None:
+            ticket.utterance.decoded_len = 0
 
     def discard_pending(self) -> None:
         """Drop closing utterances without decoding them (used after repeated failures)."""
         self._closing.clear()
+        self._revisions.clear()
         self._in_flight = False
 
     def apply(self, ticket: Ticket, result: DecodeResult, now: float | None = None) -> list[Event]:
         """Take a decode result; returns the caption events it produces."""
         self._in_flight = False
         self.decodes += 1
+        emitted_at = self.received_seconds if now is None else now
+        if ticket.revision is not None:
+            return self._apply_revision(ticket.revision, result, emitted_at)
         utt = ticket.utterance
         utt.decodes += 1
-        emitted_at = self.received_seconds if now is None else now
         if self.config.language is None and ticket.request.language is None:
             # Detection on a second of audio is often wrong: a language becomes the stream's
             # own only when heard confidently on a longer window; until then, each decode detects.
@@ -275,10 +347,7 @@ class SpeechStream:
         language = "en" if self.config.task == "translate" else result.language
         offset = ticket.window_start / SAMPLE_RATE
         content = ticket.content_samples / SAMPLE_RATE
-        tokens = self.config.quality.accept(result, self.runner, utt.prefix)
-        starts = result.token_starts[len(result.prefix) :]
-        ends = result.token_ends[len(result.prefix) :]
-        probs = result.token_probs[len(result.prefix) :]
+        tokens, starts, ends, probs = _heard(result, self.config.quality.accept(result, self.runner, utt.prefix))
         hyp = Hypothesis(
             tokens=tokens,
             token_ends=ends[: len(tokens)],
@@ -289,6 +358,8 @@ class SpeechStream:
 
         if ticket.flush:
             n = len(tokens)
+        elif not utt.prefix and content < self.config.first_commit_seconds:
+            n = 0
         else:
             n = utt.policy.commit_count(hyp)
             if content >= self.max_window_seconds:
@@ -312,6 +383,7 @@ class SpeechStream:
 
         if ticket.flush:
             self._closing.remove(utt)
+            self._queue_revision(ticket.request.audio, ticket.window_start, utt.language)
             self._context = (self._context + utt.prefix)[-MAX_CONTEXT_TOKENS:]
             events.append(
                 Event(
@@ -394,12 +466,46 @@ class SpeechStream:
         cut_samples = cut_sample - utt.window.start_sample
         if cut_samples <= 0:
             return
+        if not too_long:  # cut after a sentence: the sentences before the cut are whole
+            self._queue_revision(utt.window.view()[:cut_samples], utt.window.start_sample, utt.language)
         moved = sum(cw.n_tokens for cw in utt.prefix_words[:cut])
         self._context = (self._context + utt.prefix[:moved])[-MAX_CONTEXT_TOKENS:]
         utt.prefix = utt.prefix[moved:]
         utt.prefix_words = utt.prefix_words[cut:]
         utt.window.drop_front(cut_samples)
         utt.decoded_len = max(0, utt.decoded_len - cut_samples)
+
+    # -- second hearings --------------------------------------------------------
+    def _queue_revision(self, audio: np.ndarray, start_sample: int, language) -> None:
+        """Queue the closed segments that lie wholly in `audio` for a second hearing; the
+        prompt is the context before them (called before their tokens join it)."""
+        end_sample = start_sample + len(audio)
+        segments = self._segment.closed_within(start_sample / SAMPLE_RATE, end_sample / SAMPLE_RATE)
+        if not segments or not self.revising or len(audio) > HARD_WINDOW_SECONDS * SAMPLE_RATE:
+            return
+        self._revisions.append(
+            Revision(np.array(audio, np.float32), start_sample, self._context[-MAX_CONTEXT_TOKENS:], language, segments)
+        )
+
+    def _apply_revision(self, revision: Revision, result: DecodeResult, emitted_at: float) -> list[Event]:
+        """A revised FINAL for each segment the whole-sentence hearing heard differently."""
+        self.second_hearings += 1
+        language = "en" if self.config.task == "translate" else result.language
+        tokens, starts, ends, probs = _heard(result, self.config.quality.accept(result, self.runner, []))
+        offset = revision.start_sample / SAMPLE_RATE
+        words = tokens_to_words(tokens, starts, ends, probs, self.runner.decode_tokens, language, offset)
+        events: list[Event] = []
+        segments = revision.segments
+        for k, (segment_id, old) in enumerate(segments):
+            # Words belong to the segment whose span holds their middle; the border between
+            # two segments lies halfway between them.
+            lo = -np.inf if k == 0 else (segments[k - 1][1][-1].end + old[0].start) / 2
+            hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1][1][0].start) / 2
+            new = [w for w in words if lo <= (w.start + w.end) / 2 < hi]
+            if not _better_hearing(old, new):
+                continue
+            events.append(revised_final(segment_id, new, language, emitted_at))
+        return events
 
     def _shed_excess(self, utt: Utterance) -> None:
         """Keep the window inside what the encoder takes. Only a stream left undecoded for
@@ -416,3 +522,22 @@ class SpeechStream:
         utt.window.drop_front(drop)
         utt.decoded_len = 0
         self.shed_seconds += drop / SAMPLE_RATE
+
+
+def _better_hearing(old: list[Word], new: list[Word]) -> bool:
+    """Whether a second hearing should replace a segment's words: it differs, and it did
+    not lose a large part of them (a hearing that drops speech is not the better one)."""
+    if not new or len(new) < 0.6 * len(old) or len(new) > 1.6 * len(old) + 2:
+        return False
+    return [normalize_word(w.text) for w in new] != [normalize_word(w.text) for w in old]
+
+
+def _heard(result: DecodeResult, kept: list[int]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """The generated tokens the quality checks kept, with their timings and probabilities."""
+    p = len(result.prefix)
+    return (
+        [result.tokens[k] for k in kept],
+        [result.token_starts[p + k] for k in kept],
+        [result.token_ends[p + k] for k in kept],
+        [result.token_probs[p + k] for k in kept],
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .audio_window import AudioWindow
 from .events import Word
 from .whisper import DecodeRequest
@@ -56,11 +58,24 @@ class Utterance:
 
 
 @dataclass
+class Revision:
+    """Committed sentences to be heard again whole: their audio, the text before them, and
+    the caption segments (id, words) they make up."""
+
+    audio: np.ndarray
+    start_sample: int  # stream sample of the audio's first sample
+    prompt: list[int]
+    language: str | None
+    segments: list[tuple[str, list[Word]]]
+
+
+@dataclass
 class Ticket:
     """A request handed out by a stream, to be answered through `apply`."""
 
     request: DecodeRequest
-    utterance: Utterance
+    utterance: Utterance | None  # None for a revision
     flush: bool
     window_start: int  # stream sample of the window's first sample
     content_samples: int
+    revision: Revision | None = None

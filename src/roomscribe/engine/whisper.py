@@ -32,6 +32,10 @@ _CONTEXT_QUANTUM = 32  # earlier-text context is cut to a multiple of this many 
 @dataclass
 class DecodeOptions:
     beam_size: int = 1
+    # Silence put before every window: Whisper often misses words that begin on the very
+    # first frame ("This is the ..." heard as "The ..."), as a window cut at a word or a
+    # stream that opens mid-speech has them.
+    lead_seconds: float = 0.1
     pad_seconds: float = 1.0
     # Encoder inputs are rounded up to a multiple of this: coarser steps let more windows
     # share a shape, and so a batch, at the price of encoding more silence.
@@ -51,6 +55,7 @@ class DecodeRequest:
     language: str | None = None  # None: detect
     task: str = "transcribe"
     prompt: list[int] = field(default_factory=list)  # earlier committed text, as context
+    pinned: list[int] = field(default_factory=list)  # always at the head of the context (vocabulary)
     prefix: list[int] = field(default_factory=list)  # tokens forced at the start of the output
     align: bool = True
 
@@ -115,20 +120,25 @@ class WhisperRunner:
         return self.tokenizer().eot
 
     # -- features -----------------------------------------------------------
+    @property
+    def _lead(self) -> int:
+        return int(self.options.lead_seconds * SAMPLE_RATE)
+
     def _frames_for(self, n_samples: int) -> int:
-        content = int(np.ceil(n_samples / HOP))
+        content = int(np.ceil((self._lead + n_samples) / HOP))
         padded = content + int(self.options.pad_seconds * FRAMES_PER_SECOND)
         step = max(1, int(self.options.frame_step_seconds * FRAMES_PER_SECOND))
         return int(min(MAX_FRAMES, max(step, -(-padded // step) * step)))
 
-    def shape(self, n_samples: int, n_prompt_tokens: int) -> tuple[int, int]:
+    def shape(self, n_samples: int, n_prompt_tokens: int, n_pinned: int = 0) -> tuple[int, int]:
         """What a request is batched by: its encoder frames and its context length."""
-        return self._frames_for(n_samples), len(self._context([0] * n_prompt_tokens))
+        return self._frames_for(n_samples), len(self._context([0] * n_prompt_tokens, [0] * n_pinned))
 
     def _features(self, audio: np.ndarray, frames: int) -> np.ndarray:
-        audio = audio[: frames * HOP - HOP]
+        lead = self._lead
+        audio = audio[: frames * HOP - HOP - lead]
         padded = np.zeros(frames * HOP, dtype=np.float32)
-        padded[: len(audio)] = audio
+        padded[lead : lead + len(audio)] = audio
         mel = self._feature_extractor(padded, padding=0)
         return mel[:, :frames].astype(np.float32, copy=False)
 
@@ -139,7 +149,7 @@ class WhisperRunner:
         if not requests:
             return []
         frames = [self._frames_for(len(r.audio)) for r in requests]
-        contexts = [self._context(r.prompt) for r in requests]
+        contexts = [self._context(r.prompt, r.pinned) for r in requests]
         results: list[DecodeResult | None] = [None] * len(requests)
         with self._lock:
             for idx in _groups([(f, len(c)) for f, c in zip(frames, contexts)]):  # = shape()
@@ -148,10 +158,13 @@ class WhisperRunner:
                     results[i] = result
         return results  # type: ignore[return-value]
 
-    def _context(self, prompt: list[int]) -> list[int]:
-        n = min(len(prompt), self.options.max_prompt_tokens)
-        n -= n % _CONTEXT_QUANTUM
-        return list(prompt[len(prompt) - n :]) if n else []
+    def _context(self, prompt: list[int], pinned: list[int] = ()) -> list[int]:
+        """Pinned tokens, then as much of the latest earlier text as fits; the whole is cut to
+        a multiple of the quantum where the earlier text allows, so more requests batch."""
+        pinned = list(pinned[: self.options.max_prompt_tokens])
+        n = min(len(prompt), self.options.max_prompt_tokens - len(pinned))
+        n -= min(n, (len(pinned) + n) % _CONTEXT_QUANTUM)
+        return [*pinned, *prompt[len(prompt) - n :]] if n else pinned
 
     def _decode_same_shape(
         self, requests: list[DecodeRequest], frames: int, contexts: list[list[int]]
@@ -159,7 +172,7 @@ class WhisperRunner:
         import ctranslate2
 
         batch = np.stack([self._features(r.audio, frames) for r in requests])
-        content_frames = [min(frames, int(np.ceil(len(r.audio) / HOP))) for r in requests]
+        content_frames = [min(frames, int(np.ceil((self._lead + len(r.audio)) / HOP))) for r in requests]
         self.calls += 1
         encoded = self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
         languages = self._languages(requests, encoded)
@@ -250,8 +263,11 @@ class WhisperRunner:
             aligned = self.model.align(
                 sub, list(tok.sot_sequence) + [tok.no_timestamps], seqs, [content_frames[i] for i in idx]
             )
+            lead = self.options.lead_seconds
             for i, seq, res in zip(idx, seqs, aligned):
-                out[i] = _token_times(res, len(seq))
+                starts, ends, probs = _token_times(res, len(seq))
+                # On the window's clock: the lead silence comes off.
+                out[i] = ([max(0.0, t - lead) for t in starts], [max(0.0, t - lead) for t in ends], probs)
         return out
 
 

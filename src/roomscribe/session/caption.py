@@ -3,7 +3,8 @@
 The engine speaks in events (an interim tail, newly committed words, the end of a segment);
 everything after it (stages, sinks, formats) speaks in `Caption`s: the whole state of one
 segment of one participant's speech, as a caption shows it now. A newer caption of the same
-`segment_id` replaces the older one; a `final` one will not change again.
+`segment_id` replaces the older one; a `final` one changes only by a `revised` final, the
+segment's sentence as a second, whole hearing found it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Caption:
     track: str = ""  # the audio track it was heard on, where the door has one (a LiveKit track sid)
     speaker: str | None = None  # a voice within the track, for tracks that carry several
     translations: dict[str, str] = field(default_factory=dict)  # language -> translated text
+    revised: bool = False  # a final that replaces the earlier final of its segment
 
     @property
     def shown(self) -> str:
@@ -90,6 +92,8 @@ class CaptionBuilder:
         """The caption an event updates (None for speech start/end)."""
         if event.type not in (EventType.INTERIM, EventType.FINAL):
             return None
+        if event.revision:
+            return self._revised(event)
         if event.segment_id != self._segment_id:
             self._segment_id, self._words, self._start, self._end = event.segment_id, [], None, 0.0
         shift = self.offset
@@ -125,3 +129,22 @@ class CaptionBuilder:
         if event.segment_final:
             self._segment_id, self._words, self._start, self._end = None, [], None, 0.0
         return caption
+
+    def _revised(self, event: Event) -> Caption:
+        """A closed segment's new text; the segment open now is left as it is."""
+        words = [w.shifted(self.offset) for w in event.words]
+        return Caption(
+            participant=self.participant,
+            segment_id=event.segment_id,
+            text=join_words(words, event.language),
+            final=True,
+            start=words[0].start if words else event.start + self.offset,
+            end=words[-1].end if words else event.end + self.offset,
+            language=event.language,
+            lag=event.lag,
+            emitted_at=event.emitted_at + self.offset,
+            words=words,
+            new_words=words,
+            track=self.track,
+            revised=True,
+        )

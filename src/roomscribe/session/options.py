@@ -184,6 +184,23 @@ def parse_policy(value: object, what: str = "policy") -> PolicyName:
     raise OptionsError(f"unknown {what} {value!r}: {what} must be one of {', '.join(POLICIES)}")
 
 
+MAX_PROMPT_CHARACTERS = 500
+
+
+def parse_prompt(value: object, what: str = "prompt") -> str:
+    """Names and words to expect (or a sentence of context): text, or a list of words."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        value = ", ".join(v.strip() for v in value if v.strip())
+    if not isinstance(value, str):
+        raise OptionsError(f"{what} must be text or a list of words, not {value!r}")
+    text = " ".join(value.split())
+    if len(text) > MAX_PROMPT_CHARACTERS:
+        raise OptionsError(f"{what} is {len(text)} characters; at most {MAX_PROMPT_CHARACTERS}")
+    return text
+
+
 def parse_task(value: object, what: str = "task") -> Task:
     """`transcribe` (captions as spoken; the default) or `translate` (Whisper's own, into English)."""
     if value is None or value == "":
@@ -199,6 +216,7 @@ __all__ = [
     "POLICIES",
     "PolicyName",
     "TASKS",
+    "parse_prompt",
     "Task",
     "parse_language",
     "parse_policy",

@@ -112,6 +112,16 @@ class LiveSpeaker:
         self._end_current()
         self.config = dataclasses.replace(self.config, language=language)
 
+    def set_prompt(self, prompt: str) -> None:
+        """New names and words to expect, from the next decode on (the sentence in progress
+        goes on in the same stream)."""
+        if prompt == self.config.prompt:
+            return
+        self.config = dataclasses.replace(self.config, prompt=prompt)
+        if self._handle is not None:
+            # A new list for the stream to read on its next request: nothing shared is mutated.
+            self._handle.stream.set_prompt(prompt)
+
     def set_paused(self, paused: bool) -> None:
         """Paused: audio is dropped; the sentence in progress is finalised now."""
         if paused == self.paused:

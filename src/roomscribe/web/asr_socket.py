@@ -2,7 +2,8 @@
 
 Query options: `language` (a Whisper code or `auto`), `policy` (`localagreement` or
 `alignatt`), `mode` (`full`: the whole state on every update; `diff`: a snapshot, then
-new lines only) and `input` (`pcm`, `encoded`; by default the first bytes decide).
+new lines only, and a snapshot again when a line already sent was revised), `prompt`
+(names and words to expect) and `input` (`pcm`, `encoded`; by default the first bytes decide).
 
 The client sends binary frames: PCM s16le 16 kHz mono, or a compressed stream (WebM/Opus
 from MediaRecorder, Ogg, MP4 ...); an empty frame ends the audio. The server sends
@@ -64,7 +65,7 @@ class AsrSession:
         self._odd = b""
         self.finished = False  # everything given has been transcribed
         self._seq = 0
-        self._sent_lines = 0
+        self._sent_lines: list[dict] = []
         self._update_pending = False
         self.loop = asyncio.get_running_loop()
 
@@ -135,13 +136,14 @@ class AsrSession:
         if self.mode == "diff":
             self._seq += 1
             lines = state.pop("lines")
-            if self._seq == 1:
-                state = {"type": "snapshot", "seq": 1, **state, "lines": lines}
+            # A line already sent that changed (a revised final) cannot be a diff: resend all.
+            if self._seq == 1 or lines[: len(self._sent_lines)] != self._sent_lines:
+                state = {"type": "snapshot", "seq": self._seq, **state, "lines": lines}
             else:
                 state = {"type": "diff", "seq": self._seq, **state, "n_lines": len(lines)}
-                if len(lines) > self._sent_lines:
-                    state["new_lines"] = lines[self._sent_lines :]
-            self._sent_lines = len(lines)
+                if len(lines) > len(self._sent_lines):
+                    state["new_lines"] = lines[len(self._sent_lines) :]
+            self._sent_lines = lines
         try:
             await self.ws.send_str(dumps(state))
         except (ConnectionResetError, RuntimeError):
@@ -165,7 +167,9 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
     mode = query.get("mode", "full")
     input_kind = query.get("input", "auto")
     try:
-        config = app[CONFIG_KEY].stream_config(query.get("language"), query.get("policy"), query.get("task"))
+        config = app[CONFIG_KEY].stream_config(
+            query.get("language"), query.get("policy"), query.get("task"), query.get("prompt")
+        )
         if mode not in ("full", "diff"):
             raise ValueError("mode is full or diff")
         if input_kind not in ("auto", "pcm", "encoded"):

@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..engine import StreamConfig
-from ..session.options import PolicyName, parse_language, parse_policy, parse_task
+from ..session.options import PolicyName, parse_language, parse_policy, parse_prompt, parse_task
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ServerConfig:
     max_live_streams: int = 64  # speakers across the page and /asr
 
     def stream_config(
-        self, language: str | None = None, policy: str | None = None, task: str | None = None
+        self, language: str | None = None, policy: str | None = None, task: str | None = None, prompt: str | None = None
     ) -> StreamConfig:
         """A live stream's options from a client's query, over the server's defaults
         (`OptionsError`, a ValueError, when they are bad)."""
@@ -34,6 +34,7 @@ class ServerConfig:
             policy=parse_policy(policy) if policy else self.policy,
             language=self.language if language is None else parse_language(language),
             task=parse_task(task),
+            prompt=parse_prompt(prompt),
         )
 
 

@@ -46,7 +46,10 @@ async def offer(request: web.Request) -> web.Response:
         return json_error(400, "the offer has no audio (m=audio) section")
     try:
         config = app[CONFIG_KEY].stream_config(
-            request.query.get("language"), request.query.get("policy"), request.query.get("task")
+            request.query.get("language"),
+            request.query.get("policy"),
+            request.query.get("task"),
+            request.query.get("prompt"),
         )
         session = app[SESSIONS_KEY].open(request.query.get("session"))
     except (OptionsError, ValueError) as exc:

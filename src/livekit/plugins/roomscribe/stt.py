@@ -37,7 +37,7 @@ from roomscribe.audio import SAMPLE_RATE, FrameConverter
 from roomscribe.engine import Engine, StreamConfig, Word
 from roomscribe.engine.policies import PolicyName
 from roomscribe.session import Caption, InterimThrottle, LiveSpeaker, Pipeline, shared_engine, worker_for
-from roomscribe.session.options import parse_language, parse_policy
+from roomscribe.session.options import parse_language, parse_policy, parse_prompt
 from roomscribe.session.scheduler import MODEL_LOCK
 
 from .log import logger
@@ -52,9 +52,18 @@ class STTOptions:
     language: str | None  # a Whisper language code; None: detected per stream
     interim_interval: float  # the least seconds between two interim transcripts of a stream
     min_chunk_seconds: float
+    prompt: str = ""  # names and words to expect, kept in the decoder's context
 
     def stream_config(self) -> StreamConfig:
-        return StreamConfig(policy=self.policy, language=self.language, min_chunk_seconds=self.min_chunk_seconds)
+        # An agent appends each final transcript to its chat context and cannot take one back:
+        # no second hearings that would replace a final.
+        return StreamConfig(
+            policy=self.policy,
+            language=self.language,
+            min_chunk_seconds=self.min_chunk_seconds,
+            revise_finals=False,
+            prompt=self.prompt,
+        )
 
 
 def _interim_interval(value: float) -> float:
@@ -72,6 +81,7 @@ class STT(stt.STT):
         language: str | None = None,
         interim_interval: float = 0.25,
         min_chunk_seconds: float = 0.5,
+        prompt: str | list[str] = "",
         engine: Engine | None = None,
     ) -> None:
         """Self-hosted streaming Whisper.
@@ -85,6 +95,9 @@ class STT(stt.STT):
             interim_interval: the least time in seconds between two interim transcripts
                 of one stream.
             min_chunk_seconds: new audio needed before the window is decoded again.
+            prompt: names and words to expect ("Subiaco, Jenson", or a list of them), or a
+                sentence of context: kept at the head of the decoder's context on every
+                decode and never transcribed by itself. At most 500 characters.
             engine: an already loaded `roomscribe.engine.Engine` to use instead of `model`.
 
         Raises:
@@ -107,6 +120,7 @@ class STT(stt.STT):
             language=parse_language(language),
             interim_interval=_interim_interval(interim_interval),
             min_chunk_seconds=min_chunk_seconds,
+            prompt=parse_prompt(prompt),
         )
         self._opts.stream_config()  # validates min_chunk_seconds early
         self._engine = engine
@@ -145,15 +159,18 @@ class STT(stt.STT):
         *,
         language: NotGivenOr[str | None] = NOT_GIVEN,
         interim_interval: NotGivenOr[float] = NOT_GIVEN,
+        prompt: NotGivenOr[str | list[str]] = NOT_GIVEN,
     ) -> None:
-        """Change options for new streams and every open one (a new language starts a fresh
-        engine stream once the current sentence is final)."""
+        """Change options for new streams and every open one (a new language or prompt
+        starts a fresh engine stream once the current sentence is final)."""
         if is_given(language):
             self._opts.language = parse_language(language)
         if is_given(interim_interval):
             self._opts.interim_interval = _interim_interval(interim_interval)
+        if is_given(prompt):
+            self._opts.prompt = parse_prompt(prompt)
         for stream in self._streams:
-            stream.update_options(language=language, interim_interval=interim_interval)
+            stream.update_options(language=language, interim_interval=interim_interval, prompt=prompt)
 
     async def _recognize_impl(
         self,
@@ -172,7 +189,9 @@ class STT(stt.STT):
             )
         engine = await self._get_engine()
 
-        result = await asyncio.to_thread(engine.transcribe, audio, language=lang, lock=MODEL_LOCK)
+        result = await asyncio.to_thread(
+            engine.transcribe, audio, language=lang, lock=MODEL_LOCK, initial_prompt=self._opts.prompt or None
+        )
         words = [
             TimedString(w["word"].strip(), start_time=w["start"], end_time=w["end"], confidence=w["probability"])
             for seg in result.segments
@@ -222,11 +241,16 @@ class RecognizeStream(stt.RecognizeStream):
         *,
         language: NotGivenOr[str | None] = NOT_GIVEN,
         interim_interval: NotGivenOr[float] = NOT_GIVEN,
+        prompt: NotGivenOr[str | list[str]] = NOT_GIVEN,
     ) -> None:
         if is_given(language):
             self._opts.language = parse_language(language)
             if self._speaker is not None:
                 self._speaker.set_language(self._opts.language)
+        if is_given(prompt):
+            self._opts.prompt = parse_prompt(prompt)
+            if self._speaker is not None:
+                self._speaker.set_prompt(self._opts.prompt)
         if is_given(interim_interval):
             self._opts.interim_interval = _interim_interval(interim_interval)
             if self._throttle is not None:

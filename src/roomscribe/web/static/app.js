@@ -60,6 +60,7 @@ async function start() {
     const query = new URLSearchParams({
       session: $("session").value, name: $("name").value,
       language: $("language").value, policy: $("policy").value, task: $("task").value,
+      prompt: $("prompt").value,
     });
     const response = await fetch(`/whip?${query}`, {
       method: "POST", body: pc.localDescription.sdp,
