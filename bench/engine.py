@@ -31,6 +31,11 @@ from roomscribe.engine.simulation import simulate
 from roomscribe.stats import percentile
 
 LONGFORM = "longform/en_longform_lj003_5min.flac"
+REVISE_FINALS = True  # --revise-finals off: first hearings only, to measure what revisions cost
+
+
+def stream_config(**options) -> StreamConfig:
+    return StreamConfig(revise_finals=REVISE_FINALS, **options)
 
 
 def streaming_text(result) -> str:
@@ -53,7 +58,7 @@ def part_wer(engine, policies, clock) -> dict:
     for policy in policies:
         hyps, first, compute, revised, hearings = [], [], 0.0, 0, 0
         for e in entries:
-            res = simulate(engine, common.load(e), StreamConfig(policy=policy), mode=clock)
+            res = simulate(engine, common.load(e), stream_config(policy=policy), mode=clock)
             hyps.append(streaming_text(res))
             first.append(" ".join(f.text for f in res.finals()))
             compute += res.compute_seconds
@@ -88,7 +93,7 @@ def part_repeats(engine, policies, clock) -> dict:
     }
     print(f"repeats: offline WER {out['offline']['wer']:.2f}%", flush=True)
     for policy in policies:
-        res = simulate(engine, speech.audio, StreamConfig(policy=policy, language="en"), mode=clock)
+        res = simulate(engine, speech.audio, stream_config(policy=policy, language="en"), mode=clock)
         w = common.wer([speech.reference], [streaming_text(res)])
         out[policy] = {
             "wer": round(w, 2),
@@ -119,8 +124,8 @@ def part_vocabulary(engine, policies, clock) -> dict:
     for policy in policies:
         row: dict = {}
         for label, config in (
-            ("without", StreamConfig(policy=policy)),
-            ("with", StreamConfig(policy=policy, prompt=prompt)),
+            ("without", stream_config(policy=policy)),
+            ("with", stream_config(policy=policy, prompt=prompt)),
         ):
             hyps = [streaming_text(simulate(engine, common.load(e), config, mode=clock)) for e in naming]
             refs = [e["reference_text"] for e in naming]
@@ -130,7 +135,7 @@ def part_vocabulary(engine, policies, clock) -> dict:
         invented = []
         for e in others:
             text = streaming_text(
-                simulate(engine, common.load(e), StreamConfig(policy=policy, prompt=prompt), mode=clock)
+                simulate(engine, common.load(e), stream_config(policy=policy, prompt=prompt), mode=clock)
             )
             said = set(_listed_words(e.get("reference_text") or ""))
             invented += [w for w in _listed_words(text) if w not in said]
@@ -159,7 +164,7 @@ def part_latency(engine, policies, clock) -> dict:
     turns = json.loads((common.EVAL / entry["turns"]).read_text())
     out: dict = {"file": LONGFORM, "clock": clock, "audio_seconds": round(len(audio) / 16000, 1)}
     for policy in policies:
-        res = simulate(engine, audio, StreamConfig(policy=policy), mode=clock)
+        res = simulate(engine, audio, stream_config(policy=policy), mode=clock)
         lats = sentence_latencies(res, turns)
         values = [lat for _, lat in lats]
         third = len(audio) / 16000 / 3
@@ -224,7 +229,7 @@ def part_nonspeech(engine, policies, clock) -> dict:
     for policy in policies:
         per_file = {}
         for e in entries:
-            res = simulate(engine, common.load(e), StreamConfig(policy=policy), mode=clock)
+            res = simulate(engine, common.load(e), stream_config(policy=policy), mode=clock)
             text = streaming_text(res)
             per_file[e["audio"]] = {"words": len(text.split()), "text": text}
         out[policy] = {"words": sum(v["words"] for v in per_file.values()), "per_file": per_file}
@@ -242,7 +247,7 @@ def part_memory(engine, policies, clock) -> dict:
     audio = common.load(LONGFORM)
     out: dict = {}
     for policy in policies[:1]:
-        stream = engine.open_stream(StreamConfig(policy=policy))
+        stream = engine.open_stream(stream_config(policy=policy))
         rss = [common.rss_mb()]
         chunk = 320
         peak = rss[0]
@@ -276,9 +281,18 @@ def main() -> None:
         help="clock for the latency part (others use 'aware': 1x with compute counted)",
     )
     ap.add_argument("--name", default=None, help="result file name (bench/results/NAME.json)")
+    ap.add_argument("--revise-finals", default="on", choices=["on", "off"], help="second hearings of closed sentences")
     args = ap.parse_args()
+    global REVISE_FINALS
+    REVISE_FINALS = args.revise_finals == "on"
     engine = Engine(EngineConfig(model=args.model))
-    report = {"machine": common.machine(), "model": args.model, "compute_type": "int8", "policies": args.policies}
+    report = {
+        "machine": common.machine(),
+        "model": args.model,
+        "compute_type": "int8",
+        "policies": args.policies,
+        "revise_finals": REVISE_FINALS,
+    }
     parts = {
         "wer": part_wer,
         "repeats": part_repeats,

@@ -37,6 +37,9 @@ from .whisper import SAMPLE_RATE, DecodeRequest, DecodeResult
 
 MAX_CONTEXT_TOKENS = 224
 MAX_PROMPT_CHARACTERS = 500
+# A second hearing waits behind the live window at most this long (stream seconds): on a
+# busy stream the live window is always due, and a revision that comes minutes late is useless.
+REVISION_WAIT_SECONDS = 1.0
 MAX_PINNED_TOKENS = 64  # of a stream's prompt: the rest of the context is its own earlier text
 # The encoder takes at most 30 s (with padding): a window that would pass this only under
 # extreme overload sheds its oldest audio rather than be cut silently by the encoder.
@@ -257,6 +260,9 @@ class SpeechStream:
             return None
         if self._closing:
             return self._closing[0]
+        revision = self._revision_due()
+        if revision is not None and self._received - revision.queued_at >= REVISION_WAIT_SECONDS * SAMPLE_RATE:
+            return None  # its turn: `next_request` hands it out
         if self._active is not None and (self.ready() or (early and self.can_ride(0.0))):
             return self._active
         return None
@@ -484,7 +490,14 @@ class SpeechStream:
         if not segments or not self.revising or len(audio) > HARD_WINDOW_SECONDS * SAMPLE_RATE:
             return
         self._revisions.append(
-            Revision(np.array(audio, np.float32), start_sample, self._context[-MAX_CONTEXT_TOKENS:], language, segments)
+            Revision(
+                np.array(audio, np.float32),
+                start_sample,
+                self._context[-MAX_CONTEXT_TOKENS:],
+                language,
+                segments,
+                queued_at=self._received,
+            )
         )
 
     def _apply_revision(self, revision: Revision, result: DecodeResult, emitted_at: float) -> list[Event]:

@@ -67,6 +67,7 @@ class Revision:
     prompt: list[int]
     language: str | None
     segments: list[tuple[str, list[Word]]]
+    queued_at: int = 0  # stream samples received when it was queued
 
 
 @dataclass
