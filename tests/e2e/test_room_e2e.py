@@ -123,7 +123,9 @@ def test_dispatched_bot_captions_every_speaker_in_the_standard_wire_format(
             by_segment.setdefault(rec.attributes["lk.segment_id"], []).append(rec)
         for updates in by_segment.values():
             flags = [u.attributes["lk.transcription_final"] for u in updates]
-            assert flags[-1] == "true" and flags.count("true") == 1, flags  # interims, then one final
+            # Interims, then the final, and perhaps one revised final (a second hearing).
+            closed = flags.index("true")
+            assert set(flags[closed:]) == {"true"} and len(flags) - closed <= 2, flags
         assert wer(reference(manifest, clips[who]), caption_text(emu, who)) < 0.3, (who, caption_text(emu, who))
 
     # Legacy packets go out only once a participant below client protocol 3 is in the room.

@@ -212,13 +212,16 @@ class SpeechStream:
             return False
         if self._closing:
             return True
+        return self._window_due() or self._revision_due() is not None
+
+    def _window_due(self) -> bool:
+        """The active window has a decode interval's new speech."""
         utt = self._active
-        if utt is not None:
-            n = len(utt.window)
-            step = int(self.decode_interval * SAMPLE_RATE)
-            if n >= step and n - utt.decoded_len >= step:
-                return True
-        return self._revision_due() is not None
+        if utt is None:
+            return False
+        n = len(utt.window)
+        step = int(self.decode_interval * SAMPLE_RATE)
+        return n >= step and n - utt.decoded_len >= step
 
     @property
     def revising(self) -> bool:
@@ -263,7 +266,11 @@ class SpeechStream:
         revision = self._revision_due()
         if revision is not None and self._received - revision.queued_at >= REVISION_WAIT_SECONDS * SAMPLE_RATE:
             return None  # its turn: `next_request` hands it out
-        if self._active is not None and (self.ready() or (early and self.can_ride(0.0))):
+        if self._active is not None and self._window_due():
+            return self._active
+        if revision is not None:
+            return None  # the window is not due: the second hearing fills the gap
+        if self._active is not None and early and self.can_ride(0.0):
             return self._active
         return None
 
