@@ -48,6 +48,7 @@ class Segment:
     def __init__(self) -> None:
         self._id = new_segment_id()
         self._words: list[Word] = []
+        self.shown = False  # an interim of it went out: closing it must clear that, words or not
         # Segments closed lately, (id, words), for a second hearing of their sentences.
         self.closed: deque[tuple[str, list[Word]]] = deque(maxlen=32)
 
@@ -71,7 +72,7 @@ class Segment:
                 events.append(self._final(chunk, language, emitted_at, closes=True))
                 chunk = []
         # A close with no new words still tells listeners the open segment has ended.
-        if chunk or (close and self._words):
+        if chunk or (close and (self._words or self.shown)):
             events.append(self._final(chunk, language, emitted_at, closes=close))
         return events
 
@@ -100,8 +101,8 @@ class Segment:
             emitted_at,
             text=join_words(words, language),
             words=list(words),
-            start=(words or seg)[0].start,
-            end=(words or seg)[-1].end,
+            start=(words or seg)[0].start if (words or seg) else 0.0,
+            end=(words or seg)[-1].end if (words or seg) else 0.0,
             language=language,
             segment_final=closes,
             segment_text=join_words(seg, language),
@@ -111,4 +112,5 @@ class Segment:
                 self.closed.append((self._id, list(seg)))
             self._id = new_segment_id()
             self._words = []
+            self.shown = False
         return event

@@ -411,6 +411,7 @@ class SpeechStream:
 
         self._trim(utt, language)
         if self.config.interim_results and utt.tail:
+            self._segment.shown = True
             events.append(
                 Event(
                     EventType.INTERIM,
