@@ -51,7 +51,12 @@ def finals_of(emu, identity: str) -> list:
 
 
 def caption_text(emu, identity: str) -> str:
-    return " ".join(r.text for r in sorted(finals_of(emu, identity), key=lambda r: r.done_at))
+    """The captions as a frontend ends up showing them: the latest final of each segment id
+    (a revised final replaces the first), in the order the segments began."""
+    shown: dict[str, str] = {}
+    for record in sorted(finals_of(emu, identity), key=lambda r: r.done_at):
+        shown[record.attributes["lk.segment_id"]] = record.text
+    return " ".join(shown.values())
 
 
 def reference(manifest, name: str) -> str:
