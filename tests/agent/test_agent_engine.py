@@ -24,13 +24,18 @@ BOB = "asr/en/ljspeech/LJ001-0159.flac"
 LATER = "asr/en/ljspeech/LJ001-0009.flac"
 
 
+# Frames are played this much faster than real time to keep the tests short. More would put
+# a small machine behind, and a stream that is behind trades accuracy for lag on purpose.
+SPEED = 2
+
+
 async def play(frames, stop_after: int | None = None, done: asyncio.Event | None = None):
-    """48 kHz LiveKit frames at 4x real time (the engine keeps up; the test stays short)."""
+    """48 kHz LiveKit frames (10 ms each) at `SPEED` x real time."""
     for i, frame in enumerate(frames):
         if stop_after is not None and i >= stop_after:
             await asyncio.Event().wait()  # the track goes quiet: the speaker is leaving
         yield frame
-        if i % 4 == 0:
+        if i % SPEED == 0:
             await asyncio.sleep(0.01)
     if done is not None:
         done.set()
@@ -55,7 +60,7 @@ def test_two_speakers_share_one_engine_and_each_gets_their_own_words(engine, eva
         room, sent = room_with(engine)
         for who, clip in (("alice", ALICE), ("bob", BOB)):
             room.add_track(Participant(who), f"TR_{who}", frames_audio(play(frames_48k(read_audio(eval_dir / clip)))))
-        await asyncio.sleep(len(read_audio(eval_dir / BOB)) / 16000 / 4 + 1.0)
+        await asyncio.sleep(len(read_audio(eval_dir / BOB)) / 16000 / SPEED + 1.0)
         await room.aclose()
         return sent
 
@@ -78,7 +83,7 @@ def test_speaker_who_leaves_mid_sentence_gets_the_words_said_so_far_as_a_final(e
     async def scenario():
         room, sent = room_with(engine)
         room.add_track(Participant("alice"), "TR_alice", frames_audio(play(frames, stop_after=cut)))
-        await asyncio.sleep(cut / 100 / 4 + 0.5)
+        await asyncio.sleep(cut / 100 / SPEED + 0.5)
         await room.remove_track("TR_alice")
         await room.publisher.aclose()
         return room, sent

@@ -121,3 +121,53 @@ def test_a_repeated_pattern_is_cut_only_where_the_alignment_squeezes_it():
     assert trim_repetition([1, 2, 3, 4, 5] * 2, [], late) == [1, 2, 3, 4, 5]
     # A loop that starts in the committed prefix: the generated copy goes.
     assert trim_repetition([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], looped) == []
+
+
+def _words_vocab():
+    vocab = {1: " making", 2: " books", 3: " by", 4: " means", 5: " of", 6: " letter", 7: "press", 8: " By"}
+    return lambda ids: "".join(vocab[i] for i in ids)
+
+
+def test_an_echo_of_the_last_committed_words_is_cut_where_it_has_no_audio():
+    from roomscribe.engine.events import Word
+    from roomscribe.engine.quality import Timing, cut_echo
+
+    decode = _words_vocab()
+    said = [Word(" making", 4.0, 4.3), Word(" books", 4.3, 4.68), Word(" by", 4.68, 5.0)]
+    # After a window cut at 5.0 s the decoder says "by" again in the window's first instant.
+    squeezed = Timing([0.0, 0.05, 0.4], [0.05, 0.4, 0.6], audio_seconds=1.0)
+    assert cut_echo([8, 4, 5], [], decode, squeezed, [0, 1, 2], said, offset=5.0) == [1, 2]
+    # The speaker said "by" again, after the first: it stays.
+    spoken = Timing([0.1, 0.4, 0.7], [0.4, 0.7, 0.9], audio_seconds=1.0)
+    assert cut_echo([8, 4, 5], [], decode, spoken, [0, 1, 2], said, offset=5.0) == [0, 1, 2]
+    # The copy follows the prefix's own "by" and takes its audio, leaving the prefix's squeezed.
+    prefix = [1, 2, 3]
+    took = Timing([0.0, 0.3, 0.68, 0.68, 1.0, 1.3], [0.3, 0.68, 0.68, 1.0, 1.3, 1.5], audio_seconds=2.0)
+    assert cut_echo([8, 4, 5], prefix, decode, took, [0, 1, 2], said, offset=4.0) == [1, 2]
+    # Not the last words said: nothing to cut.
+    assert cut_echo([4, 5], [], decode, squeezed, [0, 1], said, offset=5.0) == [0, 1]
+
+
+def test_a_run_of_words_aligned_faster_than_anyone_speaks_is_dropped():
+    from roomscribe.engine.quality import Timing, cut_squeezed_runs
+
+    decode = _words_vocab()
+    tokens = [1, 2, 3, 4, 5, 1, 2, 3]
+    heard = [(0.0, 0.3), (0.3, 0.6), (0.6, 0.8), (0.8, 1.1), (1.1, 1.3)]
+    squeezed = Timing([a for a, _ in heard] + [1.3] * 3, [b for _, b in heard] + [1.3] * 3, audio_seconds=2.0)
+    assert cut_squeezed_runs(tokens, [], decode, squeezed, list(range(8))) == [0, 1, 2, 3, 4]
+    spoken = heard + [(1.3, 1.6), (1.6, 1.9), (1.9, 2.0)]
+    timing = Timing([a for a, _ in spoken], [b for _, b in spoken], audio_seconds=2.2)
+    assert cut_squeezed_runs(tokens, [], decode, timing, list(range(8))) == list(range(8))
+
+
+def test_two_copies_of_a_word_on_the_audio_of_one_are_one_word():
+    from roomscribe.engine.quality import Timing, trim_repetition
+
+    decode = _words_vocab()
+    # "letterpress letterpress" in 0.6 s: no one says 22 letters that fast.
+    one_word = Timing([0.0, 0.2, 0.4, 0.45], [0.2, 0.4, 0.45, 0.6], audio_seconds=1.2)
+    assert trim_repetition([6, 7, 6, 7], [], one_word, decode) == [0, 1]
+    # Said twice, taking the time twice takes.
+    twice = Timing([0.0, 0.25, 0.6, 0.85], [0.25, 0.6, 0.85, 1.2], audio_seconds=1.3)
+    assert trim_repetition([6, 7, 6, 7], [], twice, decode) == [0, 1, 2, 3]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .events import Word
 from .text import normalize_word
 from .whisper import DecodeResult, compression_ratio
 
@@ -19,6 +20,26 @@ from .whisper import DecodeResult, compression_ratio
 SQUEEZE = 0.35
 # Tokens aligned this close to the end of the audio (or past it) were not heard in it.
 END_MARGIN_SECONDS = 0.06
+# The most words an echo of the last words said (see `cut_echo`) is looked for over.
+ECHO_WORDS = 8
+# Faster than anyone speaks, in letters per second: alphabetic scripts, and syllabic or
+# logographic ones (a Hangul block or a kanji is a syllable). Text aligned faster than this
+# was not all heard.
+FASTEST_LETTERS_PER_SECOND = 25.0
+FASTEST_SYLLABLES_PER_SECOND = 10.0
+
+
+def fastest_seconds(text: str) -> float:
+    """The least time anyone takes to say `text`."""
+    seconds = 0.0
+    for ch in text:
+        if not ch.isalnum():
+            continue
+        if ord(ch) < 0x2E80:  # Latin, Greek, Cyrillic, Arabic, Hebrew, Indic...
+            seconds += 1.0 / FASTEST_LETTERS_PER_SECOND
+        else:  # CJK, kana, Hangul
+            seconds += 1.0 / FASTEST_SYLLABLES_PER_SECOND
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -59,17 +80,22 @@ def _copies_needed(length: int) -> int:
     return 4 if length <= 2 else 3 if length <= 4 else 2
 
 
-def trim_repetition(tokens: Sequence[int], prefix: Sequence[int], timing: Timing, max_pattern: int = 48) -> list[int]:
+def trim_repetition(
+    tokens: Sequence[int], prefix: Sequence[int], timing: Timing, decode=None, max_pattern: int = 48
+) -> list[int]:
     """Positions of `tokens` to keep where a decoder loop (a pattern repeated back to back)
     is found: the copies with audio of their own stay, wherever they are among the copies
     (the alignment may give the audio to the last); the copies without go, and so does
     whatever the decoder wrote after the loop. A pattern every copy of which was spoken is a
-    speaker repeating themselves and stays whole.
+    speaker repeating themselves and stays whole. Two copies are enough when together they
+    are aligned in less time than anyone takes to say them ("letterpress letterpress" on
+    the audio of one): then the copy with the most audio stays.
 
     The check runs over prefix + tokens, so a loop that starts in committed text counts too.
     """
     seq = [*prefix, *tokens]
     n, p = len(seq), len(prefix)
+    aligned = n <= len(timing.starts)
     for i in range(n):
         for length in range(1, min(max_pattern, (n - i) // 2) + 1):
             if i + 2 * length <= p:
@@ -78,9 +104,18 @@ def trim_repetition(tokens: Sequence[int], prefix: Sequence[int], timing: Timing
             copies = [i]
             while copies[-1] + 2 * length <= n and seq[copies[-1] + length : copies[-1] + 2 * length] == pattern:
                 copies.append(copies[-1] + length)
-            if len(copies) < _copies_needed(length):
+            if len(copies) < 2:
                 continue
-            longest = max(timing.span(c, c + length) for c in copies) if n <= len(timing.starts) else 0.0
+            if len(copies) < _copies_needed(length):
+                if not (aligned and decode is not None):
+                    continue
+                end = copies[-1] + length
+                if timing.span(copies[0], end) >= fastest_seconds(decode(seq[copies[0] : end])):
+                    continue
+                best = max(copies, key=lambda c: timing.span(c, c + length))
+                drop = {k for c in copies if c != best for k in range(c, c + length)}
+                return [k - p for k in range(p, n) if k not in drop]
+            longest = max(timing.span(c, c + length) for c in copies) if aligned else 0.0
             kept = list(range(p, max(p, i)))
             looped = False
             for c in copies:
@@ -108,6 +143,33 @@ def cut_unheard_tail(
         if decode([tokens[kept[k]]]).startswith(" "):
             cut = k
     return kept[:cut]
+
+
+def cut_squeezed_runs(
+    tokens: Sequence[int], prefix: Sequence[int], decode, timing: Timing, kept: list[int], min_words: int = 3
+) -> list[int]:
+    """Drop runs of `min_words` or more new words in a row, each aligned in under half the
+    time anyone takes to say it (a sentence's second copy squeezed into an instant): they
+    have no audio of their own. One such word alone is common (the alignment is coarse)."""
+    p = len(prefix)
+    if p + len(tokens) > len(timing.starts):
+        return kept
+    words = _word_spans(tokens, kept, decode)
+    squeezed = [
+        timing.span(p + kept[a], p + kept[b - 1] + 1)
+        < 0.5 * fastest_seconds(decode([tokens[kept[j]] for j in range(a, b)]))
+        for a, b in words
+    ]
+    drop: set[int] = set()
+    run: list[int] = []
+    for w, flag in enumerate([*squeezed, False]):
+        if flag:
+            run.append(w)
+            continue
+        if len(run) >= min_words:
+            drop.update(j for r in run for j in range(*words[r]))
+        run = []
+    return [k for j, k in enumerate(kept) if j not in drop]
 
 
 def _word_token_count(tokens: Sequence[int], decode, words: int) -> int:
@@ -146,6 +208,64 @@ def cut_restart(
     return kept
 
 
+def _word_spans(tokens: Sequence[int], positions: Sequence[int], decode) -> list[tuple[int, int]]:
+    """[first, end) indexes into `positions` of each word the tokens there make up (a
+    token with a leading space starts a word)."""
+    spans: list[tuple[int, int]] = []
+    for j, k in enumerate(positions):
+        if not spans or decode([tokens[k]]).startswith(" "):
+            spans.append((j, j + 1))
+        else:
+            spans[-1] = (spans[-1][0], j + 1)
+    return spans
+
+
+def cut_echo(
+    tokens: Sequence[int],
+    prefix: Sequence[int],
+    decode,
+    timing: Timing,
+    kept: list[int],
+    said: Sequence[Word],
+    offset: float,
+    max_words: int = ECHO_WORDS,
+) -> list[int]:
+    """Drop the new words that open with a copy of the last words said (`said`: committed
+    words on the stream clock, in the window's prefix or before the window, which starts at
+    `offset` seconds) when the copy has no audio of its own. At a commit boundary or just
+    after a window cut the decoder often says the committed words again ("by | by means",
+    a whole sentence after a cut). Such a copy ends no more than a sliver after the words
+    first ended, or is squeezed into a sliver of the time they took, or takes the prefix's
+    audio and leaves the prefix's copy squeezed. A speaker who repeats words takes about as
+    long again, after the first time."""
+    if not kept or not said or not decode([tokens[kept[0]]]).startswith(" "):
+        return kept  # the first new token carries on the prefix's last word
+    words = _word_spans(tokens, kept, decode)
+    new = [normalize_word(decode([tokens[kept[j]] for j in range(a, b)])) for a, b in words]
+    old = [normalize_word(w.text) for w in said]
+    p = len(prefix)
+    if p + len(tokens) > len(timing.starts):
+        return kept
+    prefix_words = _word_spans(prefix, range(p), decode) if p else []
+    for k in range(min(max_words, len(old), len(new)), 0, -1):
+        if old[-k:] != new[:k] or not all(new[:k]):
+            continue
+        first_span = said[-1].end - said[-k].start
+        if first_span <= 0:
+            continue
+        end = words[k - 1][1]
+        a, b = p + kept[0], p + kept[end - 1] + 1
+        sliver = SQUEEZE * first_span
+        echo = timing.span(a, b) <= sliver or offset + timing.ends[b - 1] <= said[-1].end + sliver
+        if not echo and len(prefix_words) >= k:
+            # The copy took the audio: then the prefix's own copy has none left.
+            a, b = prefix_words[-k][0], prefix_words[-1][1]
+            echo = timing.span(a, b) <= SQUEEZE * first_span
+        if echo:
+            return kept[end:]
+    return kept
+
+
 @dataclass
 class QualityGate:
     no_speech_threshold: float = 0.6
@@ -158,13 +278,18 @@ class QualityGate:
     compression_ratio_threshold: float = 2.4
     max_words_per_second: float = 7.0
 
-    def accept(self, result: DecodeResult, runner, prefix: Sequence[int]) -> list[int]:
+    def accept(
+        self, result: DecodeResult, runner, prefix: Sequence[int], said: Sequence[Word] = (), offset: float = 0.0
+    ) -> list[int]:
         """Positions of the generated tokens worth keeping; [] when the whole hypothesis
-        looks spurious."""
+        looks spurious. `said`: the last words committed before the new ones, on the stream
+        clock; `offset`: where the window starts on it (seconds)."""
         timing = Timing.of(result)
         decode = runner.decode_tokens
-        kept = trim_repetition(result.tokens, prefix, timing)
+        kept = trim_repetition(result.tokens, prefix, timing, decode)
         kept = cut_restart(result.tokens, prefix, decode, timing, kept)
+        kept = cut_squeezed_runs(result.tokens, prefix, decode, timing, kept)
+        kept = cut_echo(result.tokens, prefix, decode, timing, kept, said, offset)
         kept = cut_unheard_tail(result.tokens, prefix, decode, timing, kept)
         if not kept:
             return []

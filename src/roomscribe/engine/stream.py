@@ -10,6 +10,7 @@ At most one request per stream is in flight at a time.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from .audio_window import AudioWindow
 from .events import Event, EventType, Word
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
-from .quality import QualityGate
+from .quality import ECHO_WORDS, QualityGate
 from .segment import Segment, revised_final
 from .text import (
     CJK_LANGUAGES,
@@ -89,6 +90,7 @@ class SpeechStream:
         self._closing: list[Utterance] = []
         self._in_flight = False
         self._context: list[int] = []  # committed tokens that left the window: the prompt
+        self._said: deque[Word] = deque(maxlen=ECHO_WORDS)  # the last committed words
         self._pinned: list[int] = self._prompt_tokens(self.config.prompt)
         self._segment = Segment()
         self._revisions: deque[Revision] = deque()
@@ -360,7 +362,8 @@ class SpeechStream:
         language = "en" if self.config.task == "translate" else result.language
         offset = ticket.window_start / SAMPLE_RATE
         content = ticket.content_samples / SAMPLE_RATE
-        tokens, starts, ends, probs = _heard(result, self.config.quality.accept(result, self.runner, utt.prefix))
+        kept = self.config.quality.accept(result, self.runner, utt.prefix, self._said, offset)
+        tokens, starts, ends, probs = _heard(result, kept)
         hyp = Hypothesis(
             tokens=tokens,
             token_ends=ends[: len(tokens)],
@@ -387,6 +390,7 @@ class SpeechStream:
                 tokens[:n], starts[:n], ends[:n], probs[:n], self.runner.decode_tokens, language, offset
             )
             utt.policy.committed(n)
+            self._said.extend(committed)
         utt.tail = tokens_to_words(
             tokens[n:], starts[n:], ends[n:], probs[n:], self.runner.decode_tokens, language, offset
         )
@@ -546,11 +550,25 @@ class SpeechStream:
 
 
 def _better_hearing(old: list[Word], new: list[Word]) -> bool:
-    """Whether a second hearing should replace a segment's words: it differs, and it did
-    not lose a large part of them (a hearing that drops speech is not the better one)."""
+    """Whether a second hearing should replace a segment's words: it differs, it did not
+    lose a large part of them (a hearing that drops speech is not the better one), and the
+    model is surer of it where the two differ. Each differing stretch votes with how much
+    surer the new words are than the old (a word dropped or added counts against an even
+    chance), so a word heard worse the second time ("at present" as "VI%") keeps the first."""
     if not new or len(new) < 0.6 * len(old) or len(new) > 1.6 * len(old) + 2:
         return False
-    return [normalize_word(w.text) for w in new] != [normalize_word(w.text) for w in old]
+    before = [normalize_word(w.text) for w in old]
+    after = [normalize_word(w.text) for w in new]
+    if before == after:
+        return False
+    vote = 0.0
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        old_p = float(np.mean([w.probability for w in old[i1:i2]])) if i2 > i1 else 0.5
+        new_p = float(np.mean([w.probability for w in new[j1:j2]])) if j2 > j1 else 0.5
+        vote += new_p - old_p
+    return vote > 0
 
 
 def _heard(result: DecodeResult, kept: list[int]) -> tuple[list[int], list[float], list[float], list[float]]:
