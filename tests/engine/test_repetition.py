@@ -44,3 +44,49 @@ def test_streamed_repeats_are_all_captioned_once_each(engine, repeated, policy):
             heard,
         )
     assert wer(repeated.reference, result.text()) <= wer(repeated.reference, offline) + 0.1, heard
+
+
+@pytest.fixture(scope="module")
+def three_sentences(eval_dir, manifest):
+    names = ["LJ001-0001", "LJ001-0009", "LJ001-0010"]
+    parts = [p for n in names for p in (read_audio(eval_dir / LJ / f"{n}.flac"), _gap(0.5))]
+    return np.concatenate(parts), " ".join(manifest[f"{LJ}/{n}.flac"]["reference_text"] for n in names)
+
+
+@pytest.mark.parametrize("policy", ["localagreement", "alignatt"])
+@pytest.mark.parametrize("level", [2, 3])
+def test_a_stream_that_is_behind_says_no_words_twice_at_its_commit_boundaries(
+    engine, three_sentences, policy, level, monkeypatch, request
+):
+    if policy == "alignatt" and level == 3:
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="known: at the tightest pace AlignAtt's flush window can repeat its last word into the "
+                "trailing silence ('types types'); telling that apart needs the VAD's evidence",
+                strict=False,
+            )
+        )
+    # Behind, a stream commits words without waiting for agreement and cuts short windows:
+    # each boundary is a chance for the decoder to say the committed words again.
+    from roomscribe.session.governor import LEVELS
+
+    audio, reference = three_sentences
+    opened = engine.open_stream
+
+    def behind(*args, **kwargs):
+        stream = opened(*args, **kwargs)
+        stream.pace = LEVELS[level]
+        return stream
+
+    monkeypatch.setattr(engine, "open_stream", behind)
+    for chunk in (0.1, 0.25):
+        result = simulate(
+            engine, audio, StreamConfig(policy=policy, language="en"), mode="unaware", chunk_seconds=chunk
+        )
+        words = normalize(" ".join(e.text for e in result.finals())).split()
+        assert not [w for a, w in zip(words, words[1:]) if a == w], words  # "by by means"
+        said = normalize(reference)
+        trigrams = [" ".join(words[i : i + 3]) for i in range(len(words) - 2)]
+        again = {t for t in trigrams if trigrams.count(t) > 1 and said.count(t) < 2}
+        assert not again, (again, words)  # a sentence begun again after a window cut
+        assert wer(reference, " ".join(words)) <= 0.2, words

@@ -35,8 +35,11 @@ class LiveView:
                 if caption.final:
                     self.out.write("\n")
             else:
-                committed = caption.text + " " if caption.text else ""
-                self.out.write(f"{_CLEAR}{committed}{_DIM}{caption.tail}{_RESET}")
+                # As the caption shows it (no space before a tail that opens with "." or ","),
+                # the tail dimmed.
+                shown = caption.shown
+                cut = len(shown) - len(caption.tail) if shown.endswith(caption.tail) else len(shown)
+                self.out.write(f"{_CLEAR}{shown[:cut]}{_DIM}{shown[cut:]}{_RESET}")
                 self._open = True
             self.out.flush()
         elif self.fmt == "text" and caption.final and caption.text:

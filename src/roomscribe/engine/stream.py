@@ -462,7 +462,10 @@ class SpeechStream:
                 cut = i + 1
                 break
         if cut == 0 and too_long:
-            cut = len(words)
+            # Mid-sentence: the last committed word stays in the window (its tokens in the
+            # prefix), so the next window does not open on a sliver of it that the decoder
+            # would hear as a word of its own ("purpose, | may" heard as "Plus, may").
+            cut = len(words) - 1 if len(words) > 1 else len(words)
         if cut == 0:
             return
         cut_time = words[cut - 1].end
