@@ -238,14 +238,14 @@ def cut_echo(
     first ended, or is squeezed into a sliver of the time they took, or takes the prefix's
     audio and leaves the prefix's copy squeezed. A speaker who repeats words takes about as
     long again, after the first time."""
-    if not kept or not said or not decode([tokens[kept[0]]]).startswith(" "):
+    p = len(prefix)
+    if not kept or not said or p + len(tokens) > len(timing.starts):
+        return kept
+    if not decode([tokens[kept[0]]]).startswith(" "):
         return kept  # the first new token carries on the prefix's last word
-    words = _word_spans(tokens, kept, decode)
+    words = _word_spans(tokens, kept, decode)[:max_words]  # an echo is looked for at the head only
     new = [normalize_word(decode([tokens[kept[j]] for j in range(a, b)])) for a, b in words]
     old = [normalize_word(w.text) for w in said]
-    p = len(prefix)
-    if p + len(tokens) > len(timing.starts):
-        return kept
     prefix_words = _word_spans(prefix, range(p), decode) if p else []
     for k in range(min(max_words, len(old), len(new)), 0, -1):
         if old[-k:] != new[:k] or not all(new[:k]):
