@@ -77,6 +77,20 @@ def test_finished_sentences_are_heard_once_more_unless_the_scheduler_is_slowed_d
     assert run(StreamConfig(language="en"), pace=LEVELS[1])[0].second_hearings == 0
 
 
+def test_a_second_hearing_replaces_the_words_it_hears_differently_however_sure_the_first_was():
+    from roomscribe.engine.events import Word
+    from roomscribe.engine.stream import _heard_differently
+
+    def words(text: str, probability: float) -> list[Word]:
+        return [Word(" " + w, i * 0.3, i * 0.3 + 0.25, probability) for i, w in enumerate(text.split())]
+
+    first = words("we are at percent concerned", 0.9)
+    assert _heard_differently(first, words("we are at present concerned", 0.4))
+    assert not _heard_differently(first, words("We are at percent, concerned.", 0.4))  # the same words
+    assert not _heard_differently(first, words("we are", 0.9))  # lost most of them: a wrong split
+    assert not _heard_differently(first, [])
+
+
 def test_interims_come_before_finals_of_the_same_segment(engine, eval_dir):
     result = simulate(engine, read_audio(eval_dir / LJ / "LJ001-0009.flac"), StreamConfig(), mode="aware")
     interim = [e for e in result.events if e.type is EventType.INTERIM]

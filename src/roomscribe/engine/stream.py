@@ -516,7 +516,8 @@ class SpeechStream:
 
     def _apply_revision(self, revision: Revision, result: DecodeResult, emitted_at: float) -> list[Event]:
         """A revised FINAL for each segment the whole-sentence hearing heard differently: heard
-        whole and with the text before it, a sentence comes out as offline Whisper hears it.
+        whole and with the text before it, a sentence comes out closer to how offline Whisper
+        hears it.
         (A vote on the word probabilities of the two hearings kept the first hearing about as
         often where it was wrong as where it was right: the two come from different windows.)"""
         self.second_hearings += 1
