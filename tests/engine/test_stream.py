@@ -77,6 +77,37 @@ def test_finished_sentences_are_heard_once_more_unless_the_scheduler_is_slowed_d
     assert run(StreamConfig(language="en"), pace=LEVELS[1])[0].second_hearings == 0
 
 
+def test_a_sentence_the_vad_cut_at_a_pause_is_heard_again_whole_across_the_pause(engine, eval_dir):
+    audio = read_audio(eval_dir / LJ / "LJ001-0009.flac")
+    words = [w for seg in engine.transcribe(audio, language="en").segments for w in seg.words]
+    comma = next(w for w in words if w["word"].strip().startswith("purpose"))
+    cut = int((comma["end"] + 0.05) * 16000)
+    pause = np.zeros(16000, np.float32)  # a second's breath: two utterances for the VAD
+    spoken = np.concatenate([audio[:cut], pause, audio[cut:]])
+    heard = []
+    original = engine.runner.decode
+
+    def spy(requests):
+        heard.extend(r for r in requests if not r.prefix)
+        return original(requests)
+
+    engine.runner.decode = spy
+    try:
+        stream = engine.open_stream(StreamConfig(language="en"))
+        events = stream.push(spoken)
+        stream.end()
+        events += engine.drain(stream)
+    finally:
+        del engine.runner.decode
+    closed = [e for e in events if e.type is EventType.FINAL and e.segment_final and not e.revision]
+    assert len(closed) == 2 and "purpose" in closed[0].segment_text.lower()
+    # One hearing of the whole sentence, pause included, not one of each piece.
+    assert stream.second_hearings == 1
+    second = heard[-1]
+    assert len(second.audio) / 16000 >= closed[1].end - closed[0].start
+    assert all(e.segment_id in {c.segment_id for c in closed} for e in events if e.revision)
+
+
 def test_a_second_hearing_replaces_the_words_it_hears_differently_however_sure_the_first_was():
     from roomscribe.engine.events import Word
     from roomscribe.engine.stream import _heard_differently
@@ -88,6 +119,8 @@ def test_a_second_hearing_replaces_the_words_it_hears_differently_however_sure_t
     assert _heard_differently(first, words("we are at present concerned", 0.4))
     assert not _heard_differently(first, words("We are at percent, concerned.", 0.4))  # the same words
     assert not _heard_differently(first, words("we are", 0.9))  # lost most of them: a wrong split
+    # Words said twice in a row by the first hearing are not words the second one lost.
+    assert _heard_differently(words("section five section five", 0.9), words("section five", 0.5))
     assert not _heard_differently(first, [])
 
 
@@ -117,7 +150,8 @@ def test_window_never_grows_past_its_bound(engine, eval_dir):
 
     engine.runner.decode = spy
     try:
-        config = StreamConfig(max_window_seconds=6.0)
+        # The live window's bound (a second hearing takes a whole sentence: pinned elsewhere).
+        config = StreamConfig(max_window_seconds=6.0, revise_finals=False)
         simulate(engine, audio, config, mode="unaware")
     finally:
         del engine.runner.decode

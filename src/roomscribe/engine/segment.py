@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from dataclasses import dataclass
 
 from .events import Event, EventType, Word
 from .text import ends_sentence, join_words
@@ -42,6 +43,16 @@ def revised_final(segment_id: str, words: list[Word], language, emitted_at) -> E
     )
 
 
+@dataclass
+class ClosedSegment:
+    """A caption segment that has closed, waiting to be heard again with its sentence."""
+
+    id: str
+    words: list[Word]
+    language: str | None
+    sentence_end: bool  # closed by its last word ending a sentence (not by a pause alone)
+
+
 class Segment:
     """The open caption segment; closing it opens the next one under a new id."""
 
@@ -49,8 +60,8 @@ class Segment:
         self._id = new_segment_id()
         self._words: list[Word] = []
         self.shown = False  # an interim of it went out: closing it must clear that, words or not
-        # Segments closed lately, (id, words), for a second hearing of their sentences.
-        self.closed: deque[tuple[str, list[Word]]] = deque(maxlen=32)
+        # Segments closed lately, for a second hearing of their sentences.
+        self.closed: deque[ClosedSegment] = deque(maxlen=32)
 
     @property
     def id(self) -> str:
@@ -69,28 +80,14 @@ class Segment:
             chunk.append(word)
             nxt = words[i + 1].text if i + 1 < len(words) else None
             if ends_sentence(word.text, language, nxt):
-                events.append(self._final(chunk, language, emitted_at, closes=True))
+                events.append(self._final(chunk, language, emitted_at, closes=True, sentence_end=True))
                 chunk = []
         # A close with no new words still tells listeners the open segment has ended.
         if chunk or (close and (self._words or self.shown)):
             events.append(self._final(chunk, language, emitted_at, closes=close))
         return events
 
-    def closed_within(self, start: float, end: float) -> list[tuple[str, list[Word]]]:
-        """Take the closed segments whose words all lie in [start, end] (seconds); older
-        ones can no longer be heard again and are forgotten."""
-        taken: list[tuple[str, list[Word]]] = []
-        while self.closed:
-            _, words = self.closed[0]
-            if words[0].start < start - 0.05:
-                self.closed.popleft()
-                continue
-            if words[-1].end > end + 0.05:
-                break
-            taken.append(self.closed.popleft())
-        return taken
-
-    def _final(self, words: list[Word], language, emitted_at, closes: bool) -> Event:
+    def _final(self, words: list[Word], language, emitted_at, closes: bool, sentence_end: bool = False) -> Event:
         if not self._words and words:
             words = capitalised(words)
         self._words.extend(words)
@@ -109,7 +106,7 @@ class Segment:
         )
         if closes:
             if seg:
-                self.closed.append((self._id, list(seg)))
+                self.closed.append(ClosedSegment(self._id, list(seg), language, sentence_end))
             self._id = new_segment_id()
             self._words = []
             self.shown = False

@@ -21,7 +21,7 @@ from .events import Event, EventType, Word
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
 from .quality import ECHO_WORDS, QualityGate
-from .segment import Segment, revised_final
+from .segment import ClosedSegment, Segment, revised_final
 from .text import (
     CJK_LANGUAGES,
     character_groups,
@@ -44,6 +44,16 @@ MAX_PINNED_TOKENS = 64  # of a stream's prompt: the rest of the context is its o
 # The encoder takes at most 30 s (with padding): a window that would pass this only under
 # extreme overload sheds its oldest audio rather than be cut silently by the encoder.
 HARD_WINDOW_SECONDS = 28.0
+# A sentence is heard again whole when it fits this; the stream keeps this much recent audio
+# (and a pause's worth more) for it, silences included.
+SENTENCE_SECONDS = 24.0
+# Sentences are heard again in stretches of at least this much speech: Whisper hears a
+# sentence better with the ones around it, and Whisper's own full stops are not always right.
+HEARING_SECONDS = 8.0
+# A pause this long ends a sentence whose text did not end (the speaker trailed off).
+SENTENCE_PAUSE_SECONDS = 2.0
+# Where a sentence's audio is cut: the quietest point this close to its first and last word.
+SENTENCE_EDGE_SECONDS = 0.3
 
 
 @dataclass
@@ -93,6 +103,11 @@ class SpeechStream:
         self._pinned: list[int] = self._prompt_tokens(self.config.prompt)
         self._segment = Segment()
         self._revisions: deque[Revision] = deque()
+        # Recent audio, pauses included: a finished sentence is heard again from here, whole
+        # across the pauses the VAD cut it at.
+        self._recent = AudioWindow(int(SAMPLE_RATE * (SENTENCE_SECONDS + 2 * SENTENCE_PAUSE_SECONDS)))
+        self._heard_until = 0  # stream sample where the last sentence queued for a hearing ends
+        self._heard_text: deque[str] = deque(maxlen=12)  # its segments and those before: the prompt
         self._detected_language: str | None = None
         self.ended = False
         self.decodes = 0
@@ -122,6 +137,7 @@ class SpeechStream:
             raise InputError("stream has ended")
         if len(samples) == 0:
             return []
+        self._remember(samples)
         events: list[Event] = []
         if self._vad is None:
             if self._active is None:
@@ -162,6 +178,16 @@ class SpeechStream:
         if self._active is not None:
             self._close_active(self._active.speech_samples)
         return []
+
+    def _remember(self, samples: np.ndarray) -> None:
+        if not self.config.revise_finals:
+            return
+        self._recent.append(samples)
+        keep = int(SAMPLE_RATE * (SENTENCE_SECONDS + 2 * SENTENCE_PAUSE_SECONDS))
+        if len(self._recent) > keep:
+            self._recent.drop_front(len(self._recent) - keep)
+        if self._segment.closed and self._active is None and not self._closing:
+            self._gather_sentences()  # a sentence the speaker left unfinished
 
     def _feed_preroll(self, audio: np.ndarray) -> None:
         self._preroll.append(audio)
@@ -399,7 +425,7 @@ class SpeechStream:
 
         if ticket.flush:
             self._closing.remove(utt)
-            self._queue_revision(ticket.request.audio, ticket.window_start, utt.language)
+            self._gather_sentences()
             self._context = (self._context + utt.prefix)[-MAX_CONTEXT_TOKENS:]
             events.append(
                 Event(
@@ -412,6 +438,7 @@ class SpeechStream:
             )
             return events
 
+        self._gather_sentences()
         self._trim(utt, language)
         if self.config.interim_results and utt.tail:
             self._segment.shown = True
@@ -486,8 +513,6 @@ class SpeechStream:
         cut_samples = cut_sample - utt.window.start_sample
         if cut_samples <= 0:
             return
-        if not too_long:  # cut after a sentence: the sentences before the cut are whole
-            self._queue_revision(utt.window.view()[:cut_samples], utt.window.start_sample, utt.language)
         moved = sum(cw.n_tokens for cw in utt.prefix_words[:cut])
         self._context = (self._context + utt.prefix[:moved])[-MAX_CONTEXT_TOKENS:]
         utt.prefix = utt.prefix[moved:]
@@ -496,23 +521,69 @@ class SpeechStream:
         utt.decoded_len = max(0, utt.decoded_len - cut_samples)
 
     # -- second hearings --------------------------------------------------------
-    def _queue_revision(self, audio: np.ndarray, start_sample: int, language) -> None:
-        """Queue the closed segments that lie wholly in `audio` for a second hearing; the
-        prompt is the context before them (called before their tokens join it)."""
-        end_sample = start_sample + len(audio)
-        segments = self._segment.closed_within(start_sample / SAMPLE_RATE, end_sample / SAMPLE_RATE)
-        if not segments or not self.revising or len(audio) > HARD_WINDOW_SECONDS * SAMPLE_RATE:
+    def _gather_sentences(self) -> None:
+        """Queue each finished sentence for a second hearing: the closed segments up to one
+        that ends a sentence, across the pauses between them (the VAD cuts a sentence where a
+        reader breathes, and each piece heard alone lacks the words around it)."""
+        closed = self._segment.closed
+        if not self.revising:
+            closed.clear()  # behind: the first hearing stands
             return
+        while closed:
+            sentence: list[ClosedSegment] = []
+            finished = False
+            for seg in closed:
+                if sentence and (
+                    seg.words[0].start - sentence[-1].words[-1].end > SENTENCE_PAUSE_SECONDS
+                    or seg.words[-1].end - sentence[0].words[0].start > SENTENCE_SECONDS
+                ):
+                    finished = True
+                    break
+                sentence.append(seg)
+                if seg.sentence_end and seg.words[-1].end - sentence[0].words[0].start >= HEARING_SECONDS:
+                    finished = True
+                    break
+            if not finished:
+                # The sentence goes on, unless the speaker has stopped for a pause's length.
+                silent = self._received / SAMPLE_RATE - sentence[-1].words[-1].end
+                speaking = self._active is not None or self._closing
+                if speaking or not (self.ended or silent > SENTENCE_PAUSE_SECONDS):
+                    return
+            for _ in sentence:
+                closed.popleft()
+            self._queue_revision(sentence)
+
+    def _queue_revision(self, sentence: list[ClosedSegment]) -> None:
+        first, last = sentence[0].words[0], sentence[-1].words[-1]
+        edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
+        first_sample, last_sample = int(first.start * SAMPLE_RATE), int(last.end * SAMPLE_RATE)
+        start = self._quiet_point(max(first_sample - edge, self._heard_until), first_sample, first_sample)
+        end = self._quiet_point(last_sample, min(last_sample + edge, self._recent.end_sample), last_sample)
+        language = sentence[-1].language
+        gap = "" if language in CJK_LANGUAGES else " "
+        before = gap.join(self._heard_text)
+        self._heard_text.extend(join_words(seg.words, language) for seg in sentence)
+        self._heard_until = max(self._heard_until, end)
+        if start < self._recent.start_sample or end - start > HARD_WINDOW_SECONDS * SAMPLE_RATE or end <= start:
+            return  # its audio is gone (a sentence too long to hear again)
+        audio = self._recent.view()[start - self._recent.start_sample : end - self._recent.start_sample]
+        prompt = self.runner.encode_text(" " + before) if before else []
         self._revisions.append(
             Revision(
                 np.array(audio, np.float32),
-                start_sample,
-                self._context[-MAX_CONTEXT_TOKENS:],
-                language,
-                segments,
+                start,
+                prompt[-MAX_CONTEXT_TOKENS:],
+                self.config.language or self._detected_language,
+                sentence,
                 queued_at=self._received,
             )
         )
+
+    def _quiet_point(self, lo: int, hi: int, word_edge: int) -> int:
+        """The stream sample in [lo, hi] the VAD found least speech-like, or the word's own
+        edge where none is quiet (a word that follows at once)."""
+        quiet = self._vad.quietest_sample(lo, hi) if self._vad is not None and hi > lo else None
+        return quiet[0] if quiet is not None and quiet[1] < self.config.vad.threshold else word_edge
 
     def _apply_revision(self, revision: Revision, result: DecodeResult, emitted_at: float) -> list[Event]:
         """A revised FINAL for each segment the whole-sentence hearing heard differently: heard
@@ -527,15 +598,16 @@ class SpeechStream:
         words = tokens_to_words(tokens, starts, ends, probs, self.runner.decode_tokens, language, offset)
         events: list[Event] = []
         segments = revision.segments
-        for k, (segment_id, old) in enumerate(segments):
+        for k, seg in enumerate(segments):
             # Words belong to the segment whose span holds their middle; the border between
             # two segments lies halfway between them.
-            lo = -np.inf if k == 0 else (segments[k - 1][1][-1].end + old[0].start) / 2
-            hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1][1][0].start) / 2
+            old = seg.words
+            lo = -np.inf if k == 0 else (segments[k - 1].words[-1].end + old[0].start) / 2
+            hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
             new = [w for w in words if lo <= (w.start + w.end) / 2 < hi]
             if not _heard_differently(old, new):
                 continue
-            events.append(revised_final(segment_id, new, language, emitted_at))
+            events.append(revised_final(seg.id, new, language, emitted_at))
         return events
 
     def _shed_excess(self, utt: Utterance) -> None:
@@ -557,10 +629,26 @@ class SpeechStream:
 
 def _heard_differently(old: list[Word], new: list[Word]) -> bool:
     """Whether a second hearing's words for one segment differ from the first's, and are not
-    a hearing that lost or invented a large part of them (split at a wrong border)."""
-    if not new or len(new) < 0.6 * len(old) or len(new) > 1.6 * len(old) + 2:
+    a hearing that lost or invented a large part of them (split at a wrong border). Words the
+    first hearing said twice in a row do not count: dropping them is what a second hearing is for."""
+    before = [normalize_word(w.text) for w in old]
+    after = [normalize_word(w.text) for w in new]
+    if not after or len(after) < 0.6 * len(_without_repeats(before)) or len(after) > 1.6 * len(before) + 2:
         return False
-    return [normalize_word(w.text) for w in old] != [normalize_word(w.text) for w in new]
+    return before != after
+
+
+def _without_repeats(words: list[str]) -> list[str]:
+    """`words` with each immediate repeat of a run of one to four words left out
+    ("section five section five" -> "section five")."""
+    kept: list[str] = []
+    for word in words:
+        kept.append(word)
+        for n in range(1, 5):
+            if len(kept) >= 2 * n and kept[-n:] == kept[-2 * n : -n]:
+                del kept[-n:]
+                break
+    return kept
 
 
 def _heard(result: DecodeResult, kept: list[int]) -> tuple[list[int], list[float], list[float], list[float]]:

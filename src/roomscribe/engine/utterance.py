@@ -9,6 +9,7 @@ import numpy as np
 
 from .audio_window import AudioWindow
 from .events import Word
+from .segment import ClosedSegment
 from .whisper import DecodeRequest
 
 
@@ -59,14 +60,14 @@ class Utterance:
 
 @dataclass
 class Revision:
-    """Committed sentences to be heard again whole: their audio, the text before them, and
-    the caption segments (id, words) they make up."""
+    """A finished sentence to be heard again whole: its audio (across the pauses inside it),
+    the text before it, and the caption segments it was first captioned as."""
 
     audio: np.ndarray
     start_sample: int  # stream sample of the audio's first sample
     prompt: list[int]
     language: str | None
-    segments: list[tuple[str, list[Word]]]
+    segments: list[ClosedSegment]
     queued_at: int = 0  # stream samples received when it was queued
 
 
