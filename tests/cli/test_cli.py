@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.speech import EVAL
+from support.speech import EVAL, wer
 
 SAMPLE = EVAL / "asr/en/ljspeech/LJ001-0001.flac"
 
@@ -124,8 +124,9 @@ def test_espeak_speech_is_transcribed_without_the_eval_set(espeak_wav):
             if event["type"] == "final":
                 words = segments.setdefault(event["segment_id"], [])
                 words[:] = [event["text"]] if event["revised"] else [*words, event["text"]]
-        shown = " ".join(" ".join(words) for words in segments.values()).lower()
-        assert "lazy dog" in shown and "quickly" in shown, shown
+        shown = " ".join(" ".join(words) for words in segments.values())
+        # Whisper hears espeak's voice imperfectly ("brown fox" as "round-fark" on tiny.en).
+        assert wer("The quick brown fox jumps over the lazy dog. Captions should appear quickly.", shown) < 0.35, shown
 
 
 def test_an_unknown_model_is_a_clear_error(sample):

@@ -72,9 +72,10 @@ class StreamConfig:
     # Words to expect (names, jargon) or a sentence of context: kept at the head of the
     # decoder's context on every decode, never captioned by itself.
     prompt: str = ""
-    # Hear each finished sentence once more, whole and with the text before it, and send a
-    # revised FINAL for its segment where that hearing differs. Off by itself while the
-    # scheduler is slowed down; off for listeners that cannot replace a final.
+    # Hear finished sentences once more, whole across the pauses inside them, a few together
+    # and with the text before them, and send a revised FINAL for each segment that hearing
+    # hears differently. Off by itself while the scheduler is slowed down; off for listeners
+    # that cannot replace a final.
     revise_finals: bool = True
     vad: VadConfig = field(default_factory=VadConfig)
     quality: QualityGate = field(default_factory=QualityGate)
@@ -558,7 +559,11 @@ class SpeechStream:
         edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
         first_sample, last_sample = int(first.start * SAMPLE_RATE), int(last.end * SAMPLE_RATE)
         start = self._quiet_point(max(first_sample - edge, self._heard_until), first_sample, first_sample)
-        end = self._quiet_point(last_sample, min(last_sample + edge, self._recent.end_sample), last_sample)
+        if self.ended and not self._segment.closed:
+            end = self._recent.end_sample  # the stream's last words: all the audio after them
+        else:
+            # Word ends come early from the alignment: look further after the last one.
+            end = self._quiet_point(last_sample, min(last_sample + 2 * edge, self._recent.end_sample), last_sample)
         language = sentence[-1].language
         gap = "" if language in CJK_LANGUAGES else " "
         before = gap.join(self._heard_text)
