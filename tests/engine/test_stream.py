@@ -110,18 +110,18 @@ def test_a_sentence_the_vad_cut_at_a_pause_is_heard_again_whole_across_the_pause
 
 def test_a_second_hearing_replaces_the_words_it_hears_differently_however_sure_the_first_was():
     from roomscribe.engine.events import Word
-    from roomscribe.engine.stream import _heard_differently
+    from roomscribe.engine.hearing import heard_differently
 
     def words(text: str, probability: float) -> list[Word]:
         return [Word(" " + w, i * 0.3, i * 0.3 + 0.25, probability) for i, w in enumerate(text.split())]
 
     first = words("we are at percent concerned", 0.9)
-    assert _heard_differently(first, words("we are at present concerned", 0.4))
-    assert not _heard_differently(first, words("We are at percent, concerned.", 0.4))  # the same words
-    assert not _heard_differently(first, words("we are", 0.9))  # lost most of them: a wrong split
+    assert heard_differently(first, words("we are at present concerned", 0.4))
+    assert not heard_differently(first, words("We are at percent, concerned.", 0.4))  # the same words
+    assert not heard_differently(first, words("we are", 0.9))  # lost most of them: a wrong split
     # Words said twice in a row by the first hearing are not words the second one lost.
-    assert _heard_differently(words("section five section five", 0.9), words("section five", 0.5))
-    assert not _heard_differently(first, [])
+    assert heard_differently(words("section five section five", 0.9), words("section five", 0.5))
+    assert not heard_differently(first, [])
 
 
 def test_interims_come_before_finals_of_the_same_segment(engine, eval_dir):

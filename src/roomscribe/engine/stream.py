@@ -18,24 +18,23 @@ import numpy as np
 
 from .audio_window import AudioWindow
 from .events import Event, EventType, Word
+from .hearing import SecondHearings, revised_finals
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
 from .quality import ECHO_WORDS, QualityGate
-from .segment import ClosedSegment, Segment, revised_final
+from .segment import Segment
 from .text import (
     CJK_LANGUAGES,
     character_groups,
     ends_sentence,
     join_words,
-    normalize_word,
     tokens_per_word,
     tokens_to_words,
 )
 from .utterance import CommittedWord, Pace, Revision, Ticket, Utterance
 from .vad import SileroVAD, VadConfig, VadStream
-from .whisper import SAMPLE_RATE, DecodeRequest, DecodeResult
+from .whisper import MAX_CONTEXT_TOKENS, SAMPLE_RATE, DecodeRequest, DecodeResult
 
-MAX_CONTEXT_TOKENS = 224
 MAX_PROMPT_CHARACTERS = 500
 # A second hearing waits behind the live window at most this long (stream seconds): on a
 # busy stream the live window is always due, and a revision that comes minutes late is useless.
@@ -44,16 +43,6 @@ MAX_PINNED_TOKENS = 64  # of a stream's prompt: the rest of the context is its o
 # The encoder takes at most 30 s (with padding): a window that would pass this only under
 # extreme overload sheds its oldest audio rather than be cut silently by the encoder.
 HARD_WINDOW_SECONDS = 28.0
-# A sentence is heard again whole when it fits this; the stream keeps this much recent audio
-# (and a pause's worth more) for it, silences included.
-SENTENCE_SECONDS = 24.0
-# Sentences are heard again in stretches of at least this much speech: Whisper hears a
-# sentence better with the ones around it, and Whisper's own full stops are not always right.
-HEARING_SECONDS = 8.0
-# A pause this long ends a sentence whose text did not end (the speaker trailed off).
-SENTENCE_PAUSE_SECONDS = 2.0
-# Where a sentence's audio is cut: the quietest point this close to its first and last word.
-SENTENCE_EDGE_SECONDS = 0.3
 
 
 @dataclass
@@ -103,12 +92,7 @@ class SpeechStream:
         self._said: deque[Word] = deque(maxlen=ECHO_WORDS)  # the last committed words
         self._pinned: list[int] = self._prompt_tokens(self.config.prompt)
         self._segment = Segment()
-        self._revisions: deque[Revision] = deque()
-        # Recent audio, pauses included: a finished sentence is heard again from here, whole
-        # across the pauses the VAD cut it at.
-        self._recent = AudioWindow(int(SAMPLE_RATE * (SENTENCE_SECONDS + 2 * SENTENCE_PAUSE_SECONDS)))
-        self._heard_until = 0  # stream sample where the last sentence queued for a hearing ends
-        self._heard_text: deque[str] = deque(maxlen=12)  # its segments and those before: the prompt
+        self._hearings = SecondHearings(self.runner.encode_text, self._vad)
         self._detected_language: str | None = None
         self.ended = False
         self.decodes = 0
@@ -183,10 +167,7 @@ class SpeechStream:
     def _remember(self, samples: np.ndarray) -> None:
         if not self.config.revise_finals:
             return
-        self._recent.append(samples)
-        keep = int(SAMPLE_RATE * (SENTENCE_SECONDS + 2 * SENTENCE_PAUSE_SECONDS))
-        if len(self._recent) > keep:
-            self._recent.drop_front(len(self._recent) - keep)
+        self._hearings.remember(samples)
         if self._segment.closed and self._active is None and not self._closing:
             self._gather_sentences()  # a sentence the speaker left unfinished
 
@@ -257,9 +238,10 @@ class SpeechStream:
         return self.config.revise_finals and self.pace == Pace()
 
     def _revision_due(self) -> Revision | None:
-        if self._revisions and not self.revising:
-            self._revisions.clear()  # behind: the first hearing stands
-        return self._revisions[0] if self._revisions else None
+        queue = self._hearings.queue
+        if queue and not self.revising:
+            queue.clear()  # behind: the first hearing stands
+        return queue[0] if queue else None
 
     @property
     def decode_interval(self) -> float:
@@ -284,7 +266,7 @@ class SpeechStream:
 
     @property
     def idle(self) -> bool:
-        return not self._in_flight and not self._closing and self._active is None and not self._revisions
+        return not self._in_flight and not self._closing and self._active is None and not self._hearings.queue
 
     def _next_utterance(self, early: bool = False) -> Utterance | None:
         if self._in_flight:
@@ -345,7 +327,7 @@ class SpeechStream:
         revision = None if self._in_flight else self._revision_due()
         if revision is None:
             return None
-        self._revisions.popleft()
+        self._hearings.queue.popleft()
         self._in_flight = True
         request = DecodeRequest(
             audio=revision.audio,
@@ -366,7 +348,7 @@ class SpeechStream:
     def discard_pending(self) -> None:
         """Drop closing utterances without decoding them (used after repeated failures)."""
         self._closing.clear()
-        self._revisions.clear()
+        self._hearings.queue.clear()
         self._in_flight = False
 
     def apply(self, ticket: Ticket, result: DecodeResult, now: float | None = None) -> list[Event]:
@@ -374,8 +356,14 @@ class SpeechStream:
         self._in_flight = False
         self.decodes += 1
         emitted_at = self.received_seconds if now is None else now
+        # Whisper translates into English whatever it hears: the caption's words are English.
+        language = "en" if self.config.task == "translate" else result.language
         if ticket.revision is not None:
-            return self._apply_revision(ticket.revision, result, emitted_at)
+            self.second_hearings += 1
+            kept = self.config.quality.accept(result, self.runner, [])
+            offset = ticket.window_start / SAMPLE_RATE
+            words = tokens_to_words(*result.generated(kept), self.runner.decode_tokens, language, offset)
+            return revised_finals(ticket.revision, words, language, emitted_at)
         utt = ticket.utterance
         utt.decodes += 1
         if self.config.language is None and ticket.request.language is None:
@@ -384,12 +372,10 @@ class SpeechStream:
             if ticket.content_samples >= 2 * SAMPLE_RATE and result.language_probability >= 0.8:
                 self._detected_language = result.language
                 utt.language = result.language
-        # Whisper translates into English whatever it hears: the caption's words are English.
-        language = "en" if self.config.task == "translate" else result.language
         offset = ticket.window_start / SAMPLE_RATE
         content = ticket.content_samples / SAMPLE_RATE
         kept = self.config.quality.accept(result, self.runner, utt.prefix, self._said, offset)
-        tokens, starts, ends, probs = _heard(result, kept)
+        tokens, starts, ends, probs = result.generated(kept)
         hyp = Hypothesis(
             tokens=tokens,
             token_ends=ends[: len(tokens)],
@@ -508,9 +494,7 @@ class SpeechStream:
                 hi = min(hi, int(words[cut].end * SAMPLE_RATE))
             elif utt.tail:
                 hi = min(hi, int(utt.tail[0].end * SAMPLE_RATE))
-            quiet = self._vad.quietest_sample(lo, hi)
-            if quiet is not None and quiet[1] < self.config.vad.threshold:
-                cut_sample = quiet[0]
+            cut_sample = self._vad.quiet_point(lo, hi, cut_sample)
         cut_samples = cut_sample - utt.window.start_sample
         if cut_samples <= 0:
             return
@@ -523,97 +507,18 @@ class SpeechStream:
 
     # -- second hearings --------------------------------------------------------
     def _gather_sentences(self) -> None:
-        """Queue each finished sentence for a second hearing: the closed segments up to one
-        that ends a sentence, across the pauses between them (the VAD cuts a sentence where a
-        reader breathes, and each piece heard alone lacks the words around it)."""
         closed = self._segment.closed
         if not self.revising:
             closed.clear()  # behind: the first hearing stands
             return
-        while closed:
-            sentence: list[ClosedSegment] = []
-            finished = False
-            for seg in closed:
-                if sentence and (
-                    seg.words[0].start - sentence[-1].words[-1].end > SENTENCE_PAUSE_SECONDS
-                    or seg.words[-1].end - sentence[0].words[0].start > SENTENCE_SECONDS
-                ):
-                    finished = True
-                    break
-                sentence.append(seg)
-                if seg.sentence_end and seg.words[-1].end - sentence[0].words[0].start >= HEARING_SECONDS:
-                    finished = True
-                    break
-            if not finished:
-                # The sentence goes on, unless the speaker has stopped for a pause's length.
-                silent = self._received / SAMPLE_RATE - sentence[-1].words[-1].end
-                speaking = self._active is not None or self._closing
-                if speaking or not (self.ended or silent > SENTENCE_PAUSE_SECONDS):
-                    return
-            for _ in sentence:
-                closed.popleft()
-            self._queue_revision(sentence)
-
-    def _queue_revision(self, sentence: list[ClosedSegment]) -> None:
-        first, last = sentence[0].words[0], sentence[-1].words[-1]
-        edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
-        first_sample, last_sample = int(first.start * SAMPLE_RATE), int(last.end * SAMPLE_RATE)
-        start = self._quiet_point(max(first_sample - edge, self._heard_until), first_sample, first_sample)
-        if self.ended and not self._segment.closed:
-            end = self._recent.end_sample  # the stream's last words: all the audio after them
-        else:
-            # Word ends come early from the alignment: look further after the last one.
-            end = self._quiet_point(last_sample, min(last_sample + 2 * edge, self._recent.end_sample), last_sample)
-        language = sentence[-1].language
-        gap = "" if language in CJK_LANGUAGES else " "
-        before = gap.join(self._heard_text)
-        self._heard_text.extend(join_words(seg.words, language) for seg in sentence)
-        self._heard_until = max(self._heard_until, end)
-        if start < self._recent.start_sample or end - start > HARD_WINDOW_SECONDS * SAMPLE_RATE or end <= start:
-            return  # its audio is gone (a sentence too long to hear again)
-        audio = self._recent.view()[start - self._recent.start_sample : end - self._recent.start_sample]
-        prompt = self.runner.encode_text(" " + before) if before else []
-        self._revisions.append(
-            Revision(
-                np.array(audio, np.float32),
-                start,
-                prompt[-MAX_CONTEXT_TOKENS:],
-                self.config.language or self._detected_language,
-                sentence,
-                queued_at=self._received,
-            )
+        self._hearings.gather(
+            closed,
+            speaking=self._active is not None or bool(self._closing),
+            ended=self.ended,
+            now=self.received_seconds,
+            received=self._received,
+            language=self.config.language or self._detected_language,
         )
-
-    def _quiet_point(self, lo: int, hi: int, word_edge: int) -> int:
-        """The stream sample in [lo, hi] the VAD found least speech-like, or the word's own
-        edge where none is quiet (a word that follows at once)."""
-        quiet = self._vad.quietest_sample(lo, hi) if self._vad is not None and hi > lo else None
-        return quiet[0] if quiet is not None and quiet[1] < self.config.vad.threshold else word_edge
-
-    def _apply_revision(self, revision: Revision, result: DecodeResult, emitted_at: float) -> list[Event]:
-        """A revised FINAL for each segment the whole-sentence hearing heard differently: heard
-        whole and with the text before it, a sentence comes out closer to how offline Whisper
-        hears it.
-        (A vote on the word probabilities of the two hearings kept the first hearing about as
-        often where it was wrong as where it was right: the two come from different windows.)"""
-        self.second_hearings += 1
-        language = "en" if self.config.task == "translate" else result.language
-        tokens, starts, ends, probs = _heard(result, self.config.quality.accept(result, self.runner, []))
-        offset = revision.start_sample / SAMPLE_RATE
-        words = tokens_to_words(tokens, starts, ends, probs, self.runner.decode_tokens, language, offset)
-        events: list[Event] = []
-        segments = revision.segments
-        for k, seg in enumerate(segments):
-            # Words belong to the segment whose span holds their middle; the border between
-            # two segments lies halfway between them.
-            old = seg.words
-            lo = -np.inf if k == 0 else (segments[k - 1].words[-1].end + old[0].start) / 2
-            hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
-            new = [w for w in words if lo <= (w.start + w.end) / 2 < hi]
-            if not _heard_differently(old, new):
-                continue
-            events.append(revised_final(seg.id, new, language, emitted_at))
-        return events
 
     def _shed_excess(self, utt: Utterance) -> None:
         """Keep the window inside what the encoder takes. Only a stream left undecoded for
@@ -630,38 +535,3 @@ class SpeechStream:
         utt.window.drop_front(drop)
         utt.decoded_len = 0
         self.shed_seconds += drop / SAMPLE_RATE
-
-
-def _heard_differently(old: list[Word], new: list[Word]) -> bool:
-    """Whether a second hearing's words for one segment differ from the first's, and are not
-    a hearing that lost or invented a large part of them (split at a wrong border). Words the
-    first hearing said twice in a row do not count: dropping them is what a second hearing is for."""
-    before = [normalize_word(w.text) for w in old]
-    after = [normalize_word(w.text) for w in new]
-    if not after or len(after) < 0.6 * len(_without_repeats(before)) or len(after) > 1.6 * len(before) + 2:
-        return False
-    return before != after
-
-
-def _without_repeats(words: list[str]) -> list[str]:
-    """`words` with each immediate repeat of a run of one to four words left out
-    ("section five section five" -> "section five")."""
-    kept: list[str] = []
-    for word in words:
-        kept.append(word)
-        for n in range(1, 5):
-            if len(kept) >= 2 * n and kept[-n:] == kept[-2 * n : -n]:
-                del kept[-n:]
-                break
-    return kept
-
-
-def _heard(result: DecodeResult, kept: list[int]) -> tuple[list[int], list[float], list[float], list[float]]:
-    """The generated tokens the quality checks kept, with their timings and probabilities."""
-    p = len(result.prefix)
-    return (
-        [result.tokens[k] for k in kept],
-        [result.token_starts[p + k] for k in kept],
-        [result.token_ends[p + k] for k in kept],
-        [result.token_probs[p + k] for k in kept],
-    )

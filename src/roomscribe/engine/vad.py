@@ -171,6 +171,12 @@ class VadStream:
         best = int(np.argmin(probs))
         return int(idx[best] * CHUNK + CHUNK // 2), float(probs[best])
 
+    def quiet_point(self, lo: int, hi: int, fallback: int) -> int:
+        """The least speech-like sample in [lo, hi), or `fallback` where none there is quiet
+        (a word that follows at once)."""
+        quiet = self.quietest_sample(lo, hi) if hi > lo else None
+        return quiet[0] if quiet is not None and quiet[1] < self.config.threshold else fallback
+
     @property
     def processed_samples(self) -> int:
         return self._processed

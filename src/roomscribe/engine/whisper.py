@@ -26,6 +26,7 @@ HOP = 160
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP  # mel frames: 100 per second
 ALIGN_FRAME_SECONDS = 0.02  # one encoder frame = two mel frames
 MAX_FRAMES = 3000
+MAX_CONTEXT_TOKENS = 224  # of earlier text given as a decode's prompt
 _CONTEXT_QUANTUM = 32  # earlier-text context is cut to a multiple of this many tokens
 
 
@@ -73,6 +74,16 @@ class DecodeResult:
     no_speech_prob: float
     compression_ratio: float
     window_seconds: float
+
+    def generated(self, kept: list[int]) -> tuple[list[int], list[float], list[float], list[float]]:
+        """The generated tokens at positions `kept`, with their timings and probabilities."""
+        p = len(self.prefix)
+        return (
+            [self.tokens[k] for k in kept],
+            [self.token_starts[p + k] for k in kept],
+            [self.token_ends[p + k] for k in kept],
+            [self.token_probs[p + k] for k in kept],
+        )
 
 
 def compression_ratio(text: str) -> float:

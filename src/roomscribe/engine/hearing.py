@@ -1,0 +1,159 @@
+"""Second hearings: finished sentences decoded once more, whole, from a stream's recent audio.
+
+The VAD cuts a sentence where a speaker breathes, and each piece heard alone lacks the words
+around it. Closed caption segments wait here until they make a stretch of finished sentences;
+the stretch is then heard again whole, pauses included, with the text before it as prompt, as
+a 30 s window with its context hears it offline. Where that hearing differs, its words replace
+a segment's (a revised FINAL for the same segment id).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from .audio_window import AudioWindow
+from .events import Event, Word
+from .segment import ClosedSegment, revised_final
+from .text import CJK_LANGUAGES, join_words, normalize_word
+from .utterance import Revision
+from .vad import VadStream
+from .whisper import MAX_CONTEXT_TOKENS, SAMPLE_RATE
+
+# A stretch is heard again when it fits this much speech.
+SENTENCE_SECONDS = 24.0
+# Sentences are heard again in stretches of at least this much speech: Whisper hears a
+# sentence better with the ones around it, and Whisper's own full stops are not always right.
+HEARING_SECONDS = 8.0
+# A pause this long ends a stretch whose text did not end (the speaker trailed off).
+SENTENCE_PAUSE_SECONDS = 2.0
+# Where a stretch's audio is cut: the quietest point this close to its first and last word.
+SENTENCE_EDGE_SECONDS = 0.3
+# Recent audio kept, pauses included: the longest stretch and a pause on either side.
+RECENT_SECONDS = SENTENCE_SECONDS + 2 * SENTENCE_PAUSE_SECONDS
+
+
+class SecondHearings:
+    """One stream's recent audio, the stretches of finished sentences queued to be heard
+    again, and the text before them."""
+
+    def __init__(self, encode_text, vad: VadStream | None):
+        self._encode_text = encode_text
+        self._vad = vad
+        self._recent = AudioWindow(int(RECENT_SECONDS * SAMPLE_RATE))
+        self._heard_until = 0  # stream sample where the last stretch queued ends
+        self._heard_text: deque[str] = deque(maxlen=12)  # its segments and those before: the prompt
+        self.queue: deque[Revision] = deque()
+
+    def remember(self, samples: np.ndarray) -> None:
+        self._recent.append(samples)
+        keep = int(RECENT_SECONDS * SAMPLE_RATE)
+        if len(self._recent) > keep:
+            self._recent.drop_front(len(self._recent) - keep)
+
+    def gather(
+        self, closed: deque[ClosedSegment], *, speaking: bool, ended: bool, now: float, received: int, language
+    ) -> None:
+        """Queue each finished stretch of `closed` segments (taken from it). `speaking`: an
+        utterance is open or still being decoded; `now`: the stream clock (seconds);
+        `received`: stream samples received (the queue time)."""
+        while closed:
+            stretch: list[ClosedSegment] = []
+            finished = False
+            for seg in closed:
+                if stretch and (
+                    seg.words[0].start - stretch[-1].words[-1].end > SENTENCE_PAUSE_SECONDS
+                    or seg.words[-1].end - stretch[0].words[0].start > SENTENCE_SECONDS
+                ):
+                    finished = True
+                    break
+                stretch.append(seg)
+                if seg.sentence_end and seg.words[-1].end - stretch[0].words[0].start >= HEARING_SECONDS:
+                    finished = True
+                    break
+            if not finished:
+                # The stretch goes on, unless the speaker has stopped for a pause's length.
+                silent = now - stretch[-1].words[-1].end
+                if speaking or not (ended or silent > SENTENCE_PAUSE_SECONDS):
+                    return
+            for _ in stretch:
+                closed.popleft()
+            last_words = ended and not closed
+            self._queue(stretch, last_words, received, language)
+
+    def _queue(self, stretch: list[ClosedSegment], last_words: bool, received: int, language) -> None:
+        first, last = stretch[0].words[0], stretch[-1].words[-1]
+        edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
+        first_sample, last_sample = int(first.start * SAMPLE_RATE), int(last.end * SAMPLE_RATE)
+        start = self._quiet_point(max(first_sample - edge, self._heard_until), first_sample, first_sample)
+        if last_words:
+            end = self._recent.end_sample  # the stream's last words: all the audio after them
+        else:
+            # Word ends come early from the alignment: look further after the last one.
+            end = self._quiet_point(last_sample, min(last_sample + 2 * edge, self._recent.end_sample), last_sample)
+        text_language = stretch[-1].language
+        gap = "" if text_language in CJK_LANGUAGES else " "
+        before = gap.join(self._heard_text)
+        self._heard_text.extend(join_words(seg.words, text_language) for seg in stretch)
+        self._heard_until = max(self._heard_until, end)
+        if start < self._recent.start_sample or end <= start:
+            return  # its audio is gone (a stretch too long to hear again)
+        audio = self._recent.view()[start - self._recent.start_sample : end - self._recent.start_sample]
+        prompt = self._encode_text(" " + before) if before else []
+        self.queue.append(
+            Revision(
+                np.array(audio, np.float32),
+                start,
+                prompt[-MAX_CONTEXT_TOKENS:],
+                language,
+                stretch,
+                queued_at=received,
+            )
+        )
+
+    def _quiet_point(self, lo: int, hi: int, word_edge: int) -> int:
+        return word_edge if self._vad is None else self._vad.quiet_point(lo, hi, word_edge)
+
+
+def revised_finals(revision: Revision, words: list[Word], language, emitted_at: float) -> list[Event]:
+    """A revised FINAL for each segment of `revision` that its second hearing (`words`, on
+    the stream clock) heard differently."""
+    events: list[Event] = []
+    segments = revision.segments
+    for k, seg in enumerate(segments):
+        # Words belong to the segment whose span holds their middle; the border between
+        # two segments lies halfway between them.
+        old = seg.words
+        lo = -np.inf if k == 0 else (segments[k - 1].words[-1].end + old[0].start) / 2
+        hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
+        new = [w for w in words if lo <= (w.start + w.end) / 2 < hi]
+        if heard_differently(old, new):
+            events.append(revised_final(seg.id, new, language, emitted_at))
+    return events
+
+
+def heard_differently(old: list[Word], new: list[Word]) -> bool:
+    """Whether a second hearing's words for one segment differ from the first's, and are not
+    a hearing that lost or invented a large part of them (split at a wrong border). Words the
+    first hearing said twice in a row do not count: dropping them is what a second hearing is for.
+    (A vote on the word probabilities of the two hearings kept the first hearing about as often
+    where it was wrong as where it was right: the two come from different windows.)"""
+    before = [normalize_word(w.text) for w in old]
+    after = [normalize_word(w.text) for w in new]
+    if not after or len(after) < 0.6 * len(without_repeats(before)) or len(after) > 1.6 * len(before) + 2:
+        return False
+    return before != after
+
+
+def without_repeats(words: list[str]) -> list[str]:
+    """`words` with each immediate repeat of a run of one to four words left out
+    ("section five section five" -> "section five")."""
+    kept: list[str] = []
+    for word in words:
+        kept.append(word)
+        for n in range(1, 5):
+            if len(kept) >= 2 * n and kept[-n:] == kept[-2 * n : -n]:
+                del kept[-n:]
+                break
+    return kept
