@@ -46,6 +46,17 @@ def test_streamed_repeats_are_all_captioned_once_each(engine, repeated, policy):
     assert wer(repeated.reference, result.text()) <= wer(repeated.reference, offline) + 0.1, heard
 
 
+@pytest.mark.parametrize("policy", ["localagreement", "alignatt"])
+def test_a_sentence_said_again_after_a_long_utterance_is_heard_the_second_time(engine, eval_dir, manifest, policy):
+    # Given the first copy as its prefix, Whisper ends its hypothesis where that copy ends
+    # and never decodes the second: the speech left unheard must be decoded on its own.
+    speech = build(engine, eval_dir, manifest, parts=PARTS[10:12])
+    result = simulate(engine, speech.audio, StreamConfig(policy=policy, language="en"), mode="unaware")
+    sentence = "this is the narrowing of the modern letters"
+    assert normalize(speech.reference).count(sentence) == 2
+    assert normalize(result.text()).count(sentence) == 2, result.text()
+
+
 @pytest.fixture(scope="module")
 def three_sentences(eval_dir, manifest):
     names = ["LJ001-0001", "LJ001-0009", "LJ001-0010"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from .audio_window import AudioWindow
 from .events import Event, Word
+from .quality import UNHEARD_MARGIN_SECONDS, UNHEARD_SPEECH_SECONDS
 from .segment import ClosedSegment, revised_final
 from .text import CJK_LANGUAGES, join_words, normalize_word
 from .utterance import Revision
@@ -115,22 +116,33 @@ class SecondHearings:
     def _quiet_point(self, lo: int, hi: int, word_edge: int) -> int:
         return word_edge if self._vad is None else self._vad.quiet_point(lo, hi, word_edge)
 
+    def revised_finals(self, revision: Revision, words: list[Word], language, emitted_at: float) -> list[Event]:
+        """A revised FINAL for each segment of `revision` that its second hearing (`words`,
+        on the stream clock) heard differently, and heard whole."""
+        events: list[Event] = []
+        segments = revision.segments
+        for k, seg in enumerate(segments):
+            # Words belong to the segment whose span holds their middle; the border between
+            # two segments lies halfway between them.
+            old = seg.words
+            lo = -np.inf if k == 0 else (segments[k - 1].words[-1].end + old[0].start) / 2
+            hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
+            new = [w for w in words if lo <= (w.start + w.end) / 2 < hi]
+            if heard_differently(old, new) and self._skipped_speech(old, new) < UNHEARD_SPEECH_SECONDS:
+                events.append(revised_final(seg.id, new, language, emitted_at))
+        return events
 
-def revised_finals(revision: Revision, words: list[Word], language, emitted_at: float) -> list[Event]:
-    """A revised FINAL for each segment of `revision` that its second hearing (`words`, on
-    the stream clock) heard differently."""
-    events: list[Event] = []
-    segments = revision.segments
-    for k, seg in enumerate(segments):
-        # Words belong to the segment whose span holds their middle; the border between
-        # two segments lies halfway between them.
-        old = seg.words
-        lo = -np.inf if k == 0 else (segments[k - 1].words[-1].end + old[0].start) / 2
-        hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
-        new = [w for w in words if lo <= (w.start + w.end) / 2 < hi]
-        if heard_differently(old, new):
-            events.append(revised_final(seg.id, new, language, emitted_at))
-    return events
+    def _skipped_speech(self, old: list[Word], new: list[Word]) -> float:
+        """Seconds of speech within the first hearing's words `old` that fall between the
+        second hearing's words `new`: a second copy of a sentence it did not hear."""
+        if self._vad is None or not new:
+            return 0.0
+        ends = [old[0].start - UNHEARD_MARGIN_SECONDS] + [w.end for w in new]
+        starts = [w.start for w in new] + [old[-1].end]
+        return sum(
+            self._vad.speech_seconds(int((a + UNHEARD_MARGIN_SECONDS) * SAMPLE_RATE), int(b * SAMPLE_RATE))
+            for a, b in zip(ends, starts)
+        )
 
 
 def heard_differently(old: list[Word], new: list[Word]) -> bool:

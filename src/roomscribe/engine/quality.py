@@ -266,6 +266,13 @@ def cut_echo(
     return kept
 
 
+# A decode that ends this much speech (by the VAD) before its window does did not hear the
+# rest: Whisper skips what repeats its own prefix or prompt (a sentence said twice: the second
+# copy is never decoded).
+UNHEARD_SPEECH_SECONDS = 1.0
+UNHEARD_MARGIN_SECONDS = 0.3  # after a word heard: its end as aligned comes early
+
+
 @dataclass
 class QualityGate:
     no_speech_threshold: float = 0.6

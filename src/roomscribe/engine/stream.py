@@ -18,10 +18,10 @@ import numpy as np
 
 from .audio_window import AudioWindow
 from .events import Event, EventType, Word
-from .hearing import SecondHearings, revised_finals
+from .hearing import SecondHearings
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
-from .quality import ECHO_WORDS, QualityGate
+from .quality import ECHO_WORDS, UNHEARD_MARGIN_SECONDS, UNHEARD_SPEECH_SECONDS, QualityGate
 from .segment import Segment
 from .text import (
     CJK_LANGUAGES,
@@ -43,6 +43,7 @@ MAX_PINNED_TOKENS = 64  # of a stream's prompt: the rest of the context is its o
 # The encoder takes at most 30 s (with padding): a window that would pass this only under
 # extreme overload sheds its oldest audio rather than be cut silently by the encoder.
 HARD_WINDOW_SECONDS = 28.0
+MAX_REFLUSHES = 3  # flush decodes of the rest of one utterance that its flush did not hear
 
 
 @dataclass
@@ -363,7 +364,7 @@ class SpeechStream:
             kept = self.config.quality.accept(result, self.runner, [])
             offset = ticket.window_start / SAMPLE_RATE
             words = tokens_to_words(*result.generated(kept), self.runner.decode_tokens, language, offset)
-            return revised_finals(ticket.revision, words, language, emitted_at)
+            return self._hearings.revised_finals(ticket.revision, words, language, emitted_at)
         utt = ticket.utterance
         utt.decodes += 1
         if self.config.language is None and ticket.request.language is None:
@@ -384,7 +385,12 @@ class SpeechStream:
             token_probs=probs[: len(tokens)],
         )
 
-        if ticket.flush:
+        # Speech the decoder did not hear: what it said is committed and the window cut after
+        # it, so that the rest is heard without it as prefix.
+        unheard = (
+            ticket.flush or content >= self.config.first_commit_seconds + UNHEARD_SPEECH_SECONDS
+        ) and self._unheard_after(utt, offset + ends[len(tokens) - 1] if tokens else None, ticket)
+        if ticket.flush or unheard:
             n = len(tokens)
         elif not utt.prefix and content < self.config.first_commit_seconds:
             n = 0
@@ -406,9 +412,15 @@ class SpeechStream:
         utt.tail = tokens_to_words(
             tokens[n:], starts[n:], ends[n:], probs[n:], self.runner.decode_tokens, language, offset
         )
+        reflush = ticket.flush and unheard and utt.reflushes < MAX_REFLUSHES
         if n or ticket.flush:
             self._extend_prefix(utt, tokens[:n], committed, language)
-            events += self._segment.commit(committed, language, emitted_at, close=ticket.flush)
+            events += self._segment.commit(committed, language, emitted_at, close=ticket.flush and not reflush)
+        if unheard:
+            self._trim(utt, language, all_committed=True)
+        if reflush:
+            utt.reflushes += 1  # the rest of its window is decoded again, as a flush
+            return events
 
         if ticket.flush:
             self._closing.remove(utt)
@@ -426,7 +438,8 @@ class SpeechStream:
             return events
 
         self._gather_sentences()
-        self._trim(utt, language)
+        if not unheard:
+            self._trim(utt, language)
         if self.config.interim_results and utt.tail:
             self._segment.shown = True
             events.append(
@@ -459,13 +472,27 @@ class SpeechStream:
         counts = tokens_per_word(tokens, self.runner.decode_tokens, language, len(words))
         utt.prefix_words.extend(CommittedWord(w, c) for w, c in zip(words, counts))
 
-    def _trim(self, utt: Utterance, language) -> None:
-        """Cut the window after the last committed sentence (or word, when it is too long)."""
+    def _unheard_after(self, utt: Utterance, last_end: float | None, ticket: Ticket) -> bool:
+        """Whether the window holds speech the decoder did not hear: speech after the last
+        word decoded (`last_end`, or the last committed one's; stream seconds)."""
+        if last_end is None:
+            last_end = utt.prefix_words[-1].word.end if utt.prefix_words else None
+        if self._vad is None or last_end is None:
+            return False
+        lo = int((last_end + UNHEARD_MARGIN_SECONDS) * SAMPLE_RATE)
+        speech = self._vad.speech_seconds(lo, ticket.window_start + ticket.content_samples)
+        return speech >= UNHEARD_SPEECH_SECONDS
+
+    def _trim(self, utt: Utterance, language, all_committed: bool = False) -> None:
+        """Cut the window after the last committed sentence (or word, when it is too long;
+        after every committed word with `all_committed`)."""
         words = [cw.word for cw in utt.prefix_words]
         if not words:
             return
         window_seconds = len(utt.window) / SAMPLE_RATE
         too_long = window_seconds >= self.max_window_seconds - self.decode_interval
+        if all_committed:
+            utt.tail = []
         # Keep some committed speech in the window: Whisper hears the next words better in context.
         keep = 0.0 if too_long else self.config.keep_context_seconds
         cut = 0
@@ -474,7 +501,9 @@ class SpeechStream:
             if words[-1].end - words[i].end >= keep and ends_sentence(words[i].text, language, nxt):
                 cut = i + 1
                 break
-        if cut == 0 and too_long:
+        if all_committed:
+            cut = len(words)
+        elif cut == 0 and too_long:
             # Mid-sentence: the last committed word stays in the window (its tokens in the
             # prefix), so the next window does not open on a sliver of it that the decoder
             # would hear as a word of its own ("purpose, | may" heard as "Plus, may").

@@ -45,6 +45,7 @@ class Utterance:
     speech_samples: int = 0
     tail: list[Word] = field(default_factory=list)
     decodes: int = 0
+    reflushes: int = 0  # flushes of a rest its flush decode did not hear
 
     @classmethod
     def starting_at(cls, start_sample: int, policy, language: str | None) -> Utterance:

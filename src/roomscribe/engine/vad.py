@@ -177,6 +177,15 @@ class VadStream:
         quiet = self.quietest_sample(lo, hi) if hi > lo else None
         return quiet[0] if quiet is not None and quiet[1] < self.config.threshold else fallback
 
+    def speech_seconds(self, lo: int, hi: int) -> float:
+        """Seconds of [lo, hi) samples heard as speech, of what the history still holds."""
+        first = max(-(-lo // CHUNK), self._history_end - HISTORY_CHUNKS, 0)
+        last = min(hi // CHUNK, self._history_end)
+        if last <= first:
+            return 0.0
+        probs = self._history[np.arange(first, last) % HISTORY_CHUNKS]
+        return float(np.count_nonzero(probs >= self.config.threshold)) * CHUNK / SAMPLE_RATE
+
     @property
     def processed_samples(self) -> int:
         return self._processed
