@@ -139,6 +139,16 @@ def test_no_decoding_and_no_text_on_silence_and_noise(engine, eval_dir):
         assert not result.finals(), name
 
 
+@pytest.mark.parametrize("policy", ["localagreement", "alignatt"])
+def test_no_words_on_instrumental_music_the_vad_lets_through(engine, eval_dir, policy):
+    music = sorted((eval_dir / "nonspeech").glob("music_*.flac"))
+    music = [p for p in music if "Lets_Go_Fishin" not in p.name]  # a song: its lyrics are speech
+    assert len(music) >= 5
+    for path in music:
+        result = simulate(engine, read_audio(path), StreamConfig(policy=policy), mode="unaware")
+        assert not result.text(), (path.name, result.text())
+
+
 def test_window_never_grows_past_its_bound(engine, eval_dir):
     audio = read_audio(eval_dir / "longform/en_longform_lj003_5min.flac")[: 16000 * 60]
     seen = []
