@@ -105,6 +105,7 @@ def meeting(n: int, seconds: float, pool, seed: int = 7) -> list[Track]:
 def run_one(shape: str, n: int, mode: str, seconds: float, policy: str, level: int | None = None) -> dict:
     """One run; `level` pins the scheduler's slow-down level (to price each level's accuracy)."""
     from roomscribe.engine import Engine, EngineConfig, EventType, StreamConfig
+    from roomscribe.engine.simulation import SimulationResult
     from roomscribe.session.governor import LEVELS, LagGovernor
     from roomscribe.session.scheduler import Drained, EngineWorker
 
@@ -171,14 +172,18 @@ def run_one(shape: str, n: int, mode: str, seconds: float, policy: str, level: i
         s, w = starts[-1]
         return t0 + w + (stream_time - s)
 
-    latencies = [(at - t0, at - wall(i, e.end)) for i, fs in enumerate(finals) for at, e in fs if e.words]
+    # A revised final (a second hearing) replaces its segment later: not a first caption's latency.
+    latencies = [
+        (at - t0, at - wall(i, e.end)) for i, fs in enumerate(finals) for at, e in fs if e.words and not e.revision
+    ]
     latencies.sort()
     values = [v for _, v in latencies]
     third = seconds / 3
     first = [v for t, v in latencies if t < third]
     last = [v for t, v in latencies if t >= 2 * third]
     refs = [" ".join(t.texts) for t in tracks if t.texts]
-    hyps = [" ".join(e.text for _, e in fs) for t, fs in zip(tracks, finals) if t.texts]
+    # The captions as they end up: each segment's text, revised where it was.
+    hyps = [SimulationResult(events=[e for _, e in fs]).text() for t, fs in zip(tracks, finals) if t.texts]
     result = {
         "shape": shape,
         "n": n,

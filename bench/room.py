@@ -57,10 +57,17 @@ def turn_latencies(turns: list[dict], finals: list, started_at: float) -> list[t
         begin = started_at + turn["start"]
         later = [t for t in turns[i + 1 :] if t["speaker"] == turn["speaker"]]
         until = started_at + later[0]["start"] if later else float("inf")
-        mine = [f.done_at for f in finals if begin < f.done_at <= until]
+        mine = [f.done_at for f in finals if begin < f.done_at <= until and not _revises(f, finals)]
         if mine:
             out.append((turn, max(mine) - (started_at + turn["end"])))
     return out
+
+
+def _revises(final, finals: list) -> bool:
+    """Whether `final` replaces an earlier final of its segment (a second hearing): the
+    caption was already shown, so it is no turn's latency."""
+    segment = final.attributes.get("lk.segment_id")
+    return any(f.attributes.get("lk.segment_id") == segment and f.done_at < final.done_at for f in finals)
 
 
 class BotProcess(ChildProcess):
@@ -133,7 +140,11 @@ def report(emu, speakers, turns, policy, seconds, cpu, peak_rss, max_lag) -> dic
         lat = [v for _, v in turn_latencies(mine, finals, spk.audio_started_at)]
         everyone += lat
         said = " ".join(t["text"] for t in mine if t["text"])
-        heard = " ".join(f.text for f in sorted(finals, key=lambda f: f.done_at))
+        # The captions as a frontend ends up showing them: a revised final replaces its segment.
+        shown: dict[str, str] = {}
+        for f in sorted(finals, key=lambda f: f.done_at):
+            shown[f.attributes.get("lk.segment_id", str(id(f)))] = f.text
+        heard = " ".join(shown.values())
         row = {
             "turns": len(mine),
             "turns_with_final": len(lat),
