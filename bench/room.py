@@ -57,17 +57,10 @@ def turn_latencies(turns: list[dict], finals: list, started_at: float) -> list[t
         begin = started_at + turn["start"]
         later = [t for t in turns[i + 1 :] if t["speaker"] == turn["speaker"]]
         until = started_at + later[0]["start"] if later else float("inf")
-        mine = [f.done_at for f in finals if begin < f.done_at <= until and not _revises(f, finals)]
+        mine = [f.done_at for f in finals if begin < f.done_at <= until]
         if mine:
             out.append((turn, max(mine) - (started_at + turn["end"])))
     return out
-
-
-def _revises(final, finals: list) -> bool:
-    """Whether `final` replaces an earlier final of its segment (a second hearing): the
-    caption was already shown, so it is no turn's latency."""
-    segment = final.attributes.get("lk.segment_id")
-    return any(f.attributes.get("lk.segment_id") == segment and f.done_at < final.done_at for f in finals)
 
 
 class BotProcess(ChildProcess):
@@ -137,13 +130,16 @@ def report(emu, speakers, turns, policy, seconds, cpu, peak_rss, max_lag) -> dic
     for name, spk in speakers.items():
         finals = emu.recorder.streams("lk.transcription", sender_identity=name, **{"lk.transcription_final": "true"})
         mine = [t for t in turns if t["speaker"] == name]
-        lat = [v for _, v in turn_latencies(mine, finals, spk.audio_started_at)]
-        everyone += lat
-        said = " ".join(t["text"] for t in mine if t["text"])
-        # The captions as a frontend ends up showing them: a revised final replaces its segment.
+        # Per segment: its first final is when the caption was shown (a later one is a second
+        # hearing replacing it, as a frontend does: the last one is what it ends up showing).
+        first: dict[str, object] = {}
         shown: dict[str, str] = {}
         for f in sorted(finals, key=lambda f: f.done_at):
-            shown[f.attributes.get("lk.segment_id", str(id(f)))] = f.text
+            first.setdefault(f.attributes["lk.segment_id"], f)
+            shown[f.attributes["lk.segment_id"]] = f.text
+        lat = [v for _, v in turn_latencies(mine, list(first.values()), spk.audio_started_at)]
+        everyone += lat
+        said = " ".join(t["text"] for t in mine if t["text"])
         heard = " ".join(shown.values())
         row = {
             "turns": len(mine),

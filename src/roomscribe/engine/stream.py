@@ -416,7 +416,7 @@ class SpeechStream:
         if n or ticket.flush:
             self._extend_prefix(utt, tokens[:n], committed, language)
             events += self._segment.commit(committed, language, emitted_at, close=ticket.flush and not reflush)
-        if unheard:
+        if unheard and (reflush or not ticket.flush):
             self._trim(utt, language, all_committed=True)
         if reflush:
             utt.reflushes += 1  # the rest of its window is decoded again, as a flush
