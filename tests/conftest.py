@@ -31,6 +31,15 @@ def engine():
 
 
 @pytest.fixture(scope="session")
+def server(engine):
+    """`roomscribe serve` on loopback (no key), shared by the server tests."""
+    from support.serving import running_server
+
+    with running_server(engine) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def espeak_wav(tmp_path_factory) -> Path:
     """English speech synthesised with espeak-ng (for tests that must not need ../shared)."""
     if shutil.which("espeak-ng") is None:

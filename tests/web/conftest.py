@@ -13,15 +13,6 @@ from support.asr import Speech, make_speech
 from support.uploads import CLIP, ENCODINGS, LONG, SECOND, ffmpeg
 
 
-@pytest.fixture(scope="session")
-def server(engine):
-    """`roomscribe serve` on loopback (no key), shared by the server tests."""
-    from support.serving import running_server
-
-    with running_server(engine) as running:
-        yield running
-
-
 @pytest.fixture(scope="module")
 def clip(eval_dir, manifest) -> tuple[Path, str, float]:
     entry = manifest[CLIP]

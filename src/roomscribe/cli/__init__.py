@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from ..session.formats import FORMATS
 from ..session.options import POLICIES, TASKS
 from .errors import EXIT_BAD_INPUT
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="play the file at 1x through the streaming engine and show live captions",
     )
     t.add_argument("--policy", default="localagreement", choices=POLICIES)
-    t.add_argument("--format", default="text", choices=["text", "json", "srt", "vtt"])
+    t.add_argument("--format", default="text", choices=FORMATS)
     t.add_argument(
         "--clock",
         default="realtime",
@@ -57,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="names and words to expect (e.g. 'Subiaco, Jenson'): kept in the decoder's context, not captioned",
     )
+    t.add_argument(
+        "--diarize",
+        action="store_true",
+        help="tell the voices apart: segments (and, with --simulate, every final) say who spoke (S1, S2, ...); "
+        "needs pip install 'roomscribe[diarization]'",
+    )
+    t.add_argument("--num-speakers", type=int, help="with --diarize: how many voices there are, if known")
+    t.add_argument("--min-speakers", type=int, help="with --diarize: at least this many voices")
+    t.add_argument("--max-speakers", type=int, help="with --diarize: at most this many voices")
     t.add_argument(
         "--task",
         default="transcribe",

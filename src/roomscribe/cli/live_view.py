@@ -26,11 +26,11 @@ class LiveView:
     def __call__(self, caption: Caption) -> None:
         if self.fmt == "json":
             self._json(caption)
-        elif caption.revised:
+        elif caption.revised or self.fmt != "text":
             return
         elif self.tty:
             if caption.commits:
-                self.out.write(f"{_CLEAR}{caption.text}")
+                self.out.write(f"{_CLEAR}{_who(caption)}{caption.text}")
                 self._open = not caption.final
                 if caption.final:
                     self.out.write("\n")
@@ -42,8 +42,8 @@ class LiveView:
                 self.out.write(f"{_CLEAR}{shown[:cut]}{_DIM}{shown[cut:]}{_RESET}")
                 self._open = True
             self.out.flush()
-        elif self.fmt == "text" and caption.final and caption.text:
-            self.out.write(caption.text + "\n")
+        elif caption.final and caption.text:
+            self.out.write(_who(caption) + caption.text + "\n")
             self.out.flush()
 
     def _json(self, caption: Caption) -> None:
@@ -66,6 +66,7 @@ class LiveView:
                     "segment_final": caption.final,
                     "revised": caption.revised,
                     "language": caption.language,
+                    **({"speaker": caption.speaker} if caption.speaker is not None else {}),
                 },
                 ensure_ascii=False,
             )
@@ -77,3 +78,7 @@ class LiveView:
         if self.tty and self._open:
             self.out.write("\n")
         self.out.flush()
+
+
+def _who(caption: Caption) -> str:
+    return f"{caption.speaker}: " if caption.speaker is not None else ""

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 
 from .errors import EXIT_BAD_INPUT, EXIT_NO_MODEL, fail
 
 
 def transcribe(args) -> int:
     from ..audio import AudioFileError, load_audio
-    from ..session.options import OptionsError, parse_language, parse_prompt
+    from ..session.options import OptionsError, parse_language, parse_prompt, parse_speaker_hints
 
     try:
         args.language = parse_language(args.language)
         args.prompt = parse_prompt(args.prompt, "--prompt")
+        args.speakers = parse_speaker_hints(
+            {
+                "diarize": args.diarize,
+                "num_speakers": args.num_speakers,
+                "min_speakers": args.min_speakers,
+                "max_speakers": args.max_speakers,
+            }
+        )
     except OptionsError as exc:
-        return fail(str(exc), EXIT_BAD_INPUT)
+        return fail(str(exc).replace("_speakers", "-speakers"), EXIT_BAD_INPUT)
+    if args.speakers is not None:
+        from ..diarization.encoder import DiarizationUnavailableError, require_packages
+
+        try:
+            require_packages()
+        except DiarizationUnavailableError as exc:
+            return fail(str(exc), EXIT_BAD_INPUT)
     if args.server:
         from .remote import transcribe_remote
 
@@ -37,7 +51,7 @@ def transcribe(args) -> int:
 
 
 def _offline(engine, audio, args) -> int:
-    from ..session.formats import render, segment_captions
+    from ..session.formats import render, segment_captions, transcript_document
     from .progress import ProgressBar
 
     bar = ProgressBar(enabled=sys.stderr.isatty())
@@ -48,15 +62,10 @@ def _offline(engine, audio, args) -> int:
         task=args.task,
         progress=bar.update,
         initial_prompt=args.prompt or None,
+        speakers=args.speakers,
     )
     bar.close()
-    doc = {
-        "language": result.language,
-        "duration": round(result.duration, 3),
-        "processing_time": round(result.processing_time, 3),
-        "text": result.text,
-        "segments": [asdict(s) for s in result.segments],
-    }
+    doc = transcript_document(result)
     sys.stdout.write(render(segment_captions(result.segments), args.format, doc))
     print(
         f"roomscribe: {result.duration:.1f} s of audio in {result.processing_time:.1f} s "
@@ -68,6 +77,7 @@ def _offline(engine, audio, args) -> int:
 
 def _simulate(engine, audio, args) -> int:
     from ..engine import StreamConfig
+    from ..engine.clusters import SpeakerHints
     from ..engine.simulation import simulate
     from ..session import CaptionBuilder
     from ..session.formats import render
@@ -82,6 +92,8 @@ def _simulate(engine, audio, args) -> int:
             frame_threshold=args.frame_threshold,
             min_chunk_seconds=args.min_chunk,
             prompt=args.prompt,
+            diarize=args.speakers is not None,
+            speakers=args.speakers or SpeakerHints(),
         )
     except ValueError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
@@ -98,7 +110,7 @@ def _simulate(engine, audio, args) -> int:
 
     result = simulate(engine, audio, config, mode=args.clock, on_event=show)
     view.close()
-    if args.format in ("srt", "vtt"):
+    if args.format in ("srt", "vtt", "rttm"):
         sys.stdout.write(render(finals, args.format))
     lat = result.final_word_latencies()
     first = result.first_interim_delay()

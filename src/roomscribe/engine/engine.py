@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .clusters import SpeakerHints
 from .events import Event
+from .speakers import TrackDiarizer
 from .stream import SpeechStream, StreamConfig
 from .text import tidy_text
 from .utterance import Ticket
@@ -40,6 +43,7 @@ class OfflineSegment:
     avg_logprob: float = 0.0
     compression_ratio: float = 0.0
     no_speech_prob: float = 0.0
+    speaker: str | None = None  # who said it, where the file was diarized
 
 
 @dataclass
@@ -49,6 +53,7 @@ class OfflineTranscript:
     duration: float
     processing_time: float
     segments: list[OfflineSegment]
+    turns: list | None = None  # speaker turns (`SpeakerTurn`), where the file was diarized
 
     @property
     def text(self) -> str:
@@ -72,6 +77,8 @@ class Engine:
             runner = WhisperRunner(model, self.config.decode, name=source.name)
         self.runner = runner
         self.vad = vad if vad is not None else SileroVAD()
+        self._speaker_encoder = None
+        self._encoder_lock = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -80,7 +87,32 @@ class Engine:
     def open_stream(
         self, config: StreamConfig | None = None, stream_id: str | None = None, use_vad: bool = True
     ) -> SpeechStream:
-        return SpeechStream(self.runner, self.vad if use_vad else None, config or StreamConfig(), stream_id)
+        stream = SpeechStream(self.runner, self.vad if use_vad else None, config or StreamConfig(), stream_id)
+        if stream.config.diarize:
+            stream.speakers = TrackDiarizer(self.speaker_encoder.embed, stream.config.speakers)
+        return stream
+
+    @property
+    def speaker_encoder(self):
+        """The speaker-embedding model, loaded when the first diarized stream or file needs it
+        (it needs the diarization extra: a clear error names it)."""
+        if self._speaker_encoder is None:
+            from ..diarization.encoder import SpeakerEncoder
+
+            with self._encoder_lock:
+                if self._speaker_encoder is None:
+                    self._speaker_encoder = SpeakerEncoder()
+        return self._speaker_encoder
+
+    def _embed_due(self, streams: list[SpeechStream]) -> None:
+        """Speaker embeddings for the speech windows every diarized stream has due, in one
+        batch: part of the step, so the scheduler counts and paces it like decoding."""
+        due = [(s.speakers, w) for s in streams if s.speakers is not None for w in s.speakers.due()]
+        if not due:
+            return
+        embeddings = self.speaker_encoder.embed([w.audio for _, w in due])
+        for (track, window), embedding in zip(due, embeddings):
+            track.learn(window, embedding)
 
     def step(self, streams: Iterable[SpeechStream]) -> list[tuple[SpeechStream, Event]]:
         """One model call for the most urgent ready stream (its oldest speech not yet
@@ -90,6 +122,7 @@ class Engine:
         Windows of other shapes wait for the next call, so results come out after each
         call rather than after a round of calls."""
         streams = list(streams)
+        self._embed_due(streams)
         ready = sorted((s for s in streams if s.ready()), key=lambda s: -s.lag_seconds)
         if not ready:
             return []
@@ -137,10 +170,13 @@ class Engine:
         lock=None,
         cancelled=None,
         initial_prompt: str | None = None,
+        speakers: SpeakerHints | None = None,
     ) -> OfflineTranscript:
         """Whole-file transcription (faster-whisper's long-form path, VAD-filtered).
         `lock` is held around each window's model step only, so live streams sharing the
-        model get their turns between a long file's windows; `cancelled()` true stops early."""
+        model get their turns between a long file's windows; `cancelled()` true stops early.
+        `speakers` (hints, possibly empty) diarizes the file: every segment and word gets a
+        speaker, and a segment whose words change speaker is split."""
         started = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
         lock = lock if lock is not None else contextlib.nullcontext()
@@ -186,6 +222,13 @@ class Engine:
             )
             if progress is not None:
                 progress(min(seg.end, duration), duration)
+        turns = None
+        if speakers is not None and (cancelled is None or not cancelled()):
+            from ..diarization.files import attribute, diarize_audio
+
+            diarization = diarize_audio(audio, self.speaker_encoder, self.vad, speakers)
+            segments = attribute(segments, diarization, info.language)
+            turns = diarization.turns()
         return OfflineTranscript(
-            info.language, float(info.language_probability), duration, time.perf_counter() - started, segments
+            info.language, float(info.language_probability), duration, time.perf_counter() - started, segments, turns
         )

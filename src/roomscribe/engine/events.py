@@ -14,9 +14,10 @@ class Word:
     start: float
     end: float
     probability: float = 1.0
+    speaker: str | None = None  # who said it, where the track is diarized ("S1", "S2", ...)
 
     def shifted(self, offset: float) -> Word:
-        return Word(self.text, self.start + offset, self.end + offset, self.probability)
+        return Word(self.text, self.start + offset, self.end + offset, self.probability, self.speaker)
 
 
 class EventType(str, Enum):
@@ -52,6 +53,9 @@ class Event:
     # A FINAL for a segment already closed: its whole text as a second, whole-sentence decode
     # heard it, replacing what was committed piece by piece (listeners key captions by segment).
     revision: bool = False
+    # Who spoke, where the track is diarized: one speaker per caption (a change of voice
+    # closes the segment). On an INTERIM it is provisional.
+    speaker: str | None = None
 
     @property
     def lag(self) -> float:

@@ -9,6 +9,7 @@ a segment's (a revised FINAL for the same segment id).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 import numpy as np
@@ -127,7 +128,8 @@ class SecondHearings:
             old = seg.words
             lo = -np.inf if k == 0 else (segments[k - 1].words[-1].end + old[0].start) / 2
             hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
-            new = [w for w in words if lo <= (w.start + w.end) / 2 < hi]
+            # The segment's speaker stays: a change of voice already closed it.
+            new = [dataclasses.replace(w, speaker=old[0].speaker) for w in words if lo <= (w.start + w.end) / 2 < hi]
             if heard_differently(old, new) and self._skipped_speech(old, new) < UNHEARD_SPEECH_SECONDS:
                 events.append(revised_final(seg.id, new, language, emitted_at))
         return events

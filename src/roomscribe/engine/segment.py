@@ -21,7 +21,7 @@ def capitalised(words: list[Word]) -> list[Word]:
     """A caption starts with a capital (a no-op for Hangul)."""
     first = words[0]
     text = first.text.lstrip()
-    return [Word(text[:1].upper() + text[1:], first.start, first.end, first.probability), *words[1:]]
+    return [Word(text[:1].upper() + text[1:], first.start, first.end, first.probability, first.speaker), *words[1:]]
 
 
 def revised_final(segment_id: str, words: list[Word], language, emitted_at) -> Event:
@@ -40,6 +40,7 @@ def revised_final(segment_id: str, words: list[Word], language, emitted_at) -> E
         segment_final=True,
         segment_text=text,
         revision=True,
+        speaker=words[0].speaker,
     )
 
 
@@ -73,10 +74,15 @@ class Segment:
 
     def commit(self, words: list[Word], language, emitted_at, close: bool) -> list[Event]:
         """FINALs for newly committed words. A sentence end closes the segment, so a long
-        utterance is captioned as sentences; `close` also closes it after the last word."""
+        utterance is captioned as sentences; so does a change of speaker, so a caption has one;
+        `close` also closes it after the last word."""
         events: list[Event] = []
         chunk: list[Word] = []
         for i, word in enumerate(words):
+            said_by = (chunk or self._words or [word])[-1].speaker
+            if word.speaker != said_by and (chunk or self._words):
+                events.append(self._final(chunk, language, emitted_at, closes=True))
+                chunk = []
             chunk.append(word)
             nxt = words[i + 1].text if i + 1 < len(words) else None
             if ends_sentence(word.text, language, nxt):
@@ -103,6 +109,7 @@ class Segment:
             language=language,
             segment_final=closes,
             segment_text=join_words(seg, language),
+            speaker=seg[0].speaker if seg else None,
         )
         if closes:
             if seg:

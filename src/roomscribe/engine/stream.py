@@ -23,6 +23,7 @@ from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
 from .quality import ECHO_WORDS, UNHEARD_MARGIN_SECONDS, UNHEARD_SPEECH_SECONDS, QualityGate
 from .segment import Segment
+from .speakers import SpeakerHints, TrackDiarizer
 from .text import (
     CJK_LANGUAGES,
     character_groups,
@@ -67,6 +68,10 @@ class StreamConfig:
     # hears differently. Off by itself while the scheduler is slowed down; off for listeners
     # that cannot replace a final.
     revise_finals: bool = True
+    # Who said what on a track that carries several voices: every word gets a speaker and a
+    # change of voice closes the caption. Needs the diarization extra; the hints bound the count.
+    diarize: bool = False
+    speakers: SpeakerHints = field(default_factory=SpeakerHints)
     vad: VadConfig = field(default_factory=VadConfig)
     quality: QualityGate = field(default_factory=QualityGate)
 
@@ -95,6 +100,7 @@ class SpeechStream:
         self._segment = Segment()
         self._hearings = SecondHearings(self.runner.encode_text, self._vad)
         self._detected_language: str | None = None
+        self.speakers: TrackDiarizer | None = None  # set by the engine for a diarized stream
         self.ended = False
         self.decodes = 0
         self.second_hearings = 0
@@ -130,6 +136,8 @@ class SpeechStream:
                 events += self._start_utterance(self._received, self._received)
             self._active.window.append(samples)
             self._active.speech_samples += len(samples)
+            if self.speakers is not None:
+                self.speakers.speech(self._received, samples)
             self._received += len(samples)
             return events
 
@@ -182,6 +190,8 @@ class SpeechStream:
         if self._active is not None and len(audio):
             self._active.window.append(audio)
             self._active.speech_samples += len(audio)
+            if self.speakers is not None:
+                self.speakers.speech(self._active.window.end_sample - len(audio), audio)
 
     def _start_utterance(self, start_sample: int, position: int) -> list[Event]:
         """Open an utterance at `start_sample`; `position` is where the pre-roll ends."""
@@ -197,6 +207,8 @@ class SpeechStream:
         else:
             utt.window.clear(position)
         self._preroll.clear(position)
+        if self.speakers is not None and len(utt.window):
+            self.speakers.speech(utt.window.start_sample, utt.window.view())
         self._active = utt
         return [
             Event(EventType.SPEECH_START, self._segment.id, self.received_seconds, start=start_sample / SAMPLE_RATE)
@@ -209,6 +221,8 @@ class SpeechStream:
         utt.closed = True
         utt.speech_samples = speech_samples
         self._active = None
+        if self.speakers is not None:
+            self.speakers.pause()
         self._closing.append(utt)
 
     # -- work -----------------------------------------------------------------
@@ -409,6 +423,7 @@ class SpeechStream:
             )
             utt.policy.committed(n)
             self._said.extend(committed)
+            self._label(committed)
         utt.tail = tokens_to_words(
             tokens[n:], starts[n:], ends[n:], probs[n:], self.runner.decode_tokens, language, offset
         )
@@ -441,6 +456,7 @@ class SpeechStream:
         if not unheard:
             self._trim(utt, language)
         if self.config.interim_results and utt.tail:
+            self._label(utt.tail, provisional=True)
             self._segment.shown = True
             events.append(
                 Event(
@@ -453,11 +469,22 @@ class SpeechStream:
                     end=utt.tail[-1].end,
                     language=language,
                     segment_text=self._segment.text_with(utt.tail, language),
+                    speaker=utt.tail[0].speaker,
                 )
             )
         return events
 
     # -- committed tokens and window cuts ---------------------------------------
+    def _label(self, words: list[Word], provisional: bool = False) -> None:
+        """Who said each word. Final words wait for the embeddings that cover them; an
+        interim's take the speaker known so far."""
+        if self.speakers is None or not words:
+            return
+        if not provisional:
+            self.speakers.catch_up(words[-1].end)
+        for w in words:
+            w.speaker = self.speakers.speaker_at(w.start, w.end)
+
     def _word_starts(self, tokens: list[int], language: str | None) -> list[bool]:
         starts = [False] * len(tokens)
         spaced = language not in CJK_LANGUAGES

@@ -125,6 +125,7 @@ class CaptionBuilder:
             new_words=new,
             tail_words=tail,
             track=self.track,
+            speaker=event.speaker,
         )
         if event.segment_final:
             self._segment_id, self._words, self._start, self._end = None, [], None, 0.0
@@ -146,5 +147,6 @@ class CaptionBuilder:
             words=words,
             new_words=words,
             track=self.track,
+            speaker=event.speaker,
             revised=True,
         )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..engine import Engine, OfflineTranscript
+from ..engine.clusters import SpeakerHints
 from .scheduler import MODEL_LOCK
 
 
@@ -40,6 +41,7 @@ class FileJobs:
         prompt: str | None,
         progress: Callable[[float, float], None] | None = None,
         task: str = "transcribe",
+        speakers: SpeakerHints | None = None,
     ) -> OfflineTranscript:
         if self._slots.locked() and self.waiting >= self.max_queued:
             raise QueueFull("too many files waiting; try again later")
@@ -61,6 +63,7 @@ class FileJobs:
                         lock=MODEL_LOCK,
                         cancelled=cancel.is_set,
                         task=task,
+                        speakers=speakers,
                     )
                 finally:
                     self.running -= 1

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 
 from .caption import Caption
 
-FORMATS = ("text", "json", "srt", "vtt")
+FORMATS = ("text", "json", "srt", "vtt", "rttm")
 # The one table of what each format is served as ("txt" is how downloads name "text").
 MEDIA_TYPES = {
     "text": "text/plain",
@@ -15,6 +16,7 @@ MEDIA_TYPES = {
     "json": "application/json",
     "srt": "application/x-subrip",
     "vtt": "text/vtt",
+    "rttm": "text/plain",
 }
 
 
@@ -27,10 +29,26 @@ def _clock(seconds: float, sep: str) -> str:
 
 
 def _label(caption: Caption, speakers: bool) -> str:
+    """The caption's text after who said it: the participant, "caller (S2)" for a voice
+    within a participant's track, "S2" for a voice in a file."""
+    if caption.speaker is not None:
+        who = f"{caption.participant} ({caption.speaker})" if speakers and caption.participant else caption.speaker
+        return f"{who}: {caption.text}"
     if not speakers or not caption.participant:
         return caption.text
-    who = caption.participant if caption.speaker is None else f"{caption.participant} ({caption.speaker})"
-    return f"{who}: {caption.text}"
+    return f"{caption.participant}: {caption.text}"
+
+
+def to_rttm(captions: Iterable[Caption], recording: str = "audio") -> str:
+    """Speaker turns in RTTM (NIST): one line per caption, its voice or its participant."""
+    lines = []
+    for c in captions:
+        who = c.speaker if not c.participant else c.participant if c.speaker is None else f"{c.participant}:{c.speaker}"
+        if who is None or c.end <= c.start:
+            continue
+        name = "".join(ch if not ch.isspace() else "_" for ch in who)
+        lines.append(f"SPEAKER {recording} 1 {c.start:.3f} {c.end - c.start:.3f} <NA> <NA> {name} <NA> <NA>")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def to_srt(captions: Iterable[Caption], speakers: bool = False) -> str:
@@ -57,6 +75,8 @@ def render(captions: Sequence[Caption], fmt: str, document: dict | None = None, 
         return to_srt(captions, speakers)
     if fmt == "vtt":
         return to_vtt(captions, speakers)
+    if fmt == "rttm":
+        return to_rttm(captions)
     if fmt == "json":
         doc = document if document is not None else {"segments": [c.as_dict() for c in captions]}
         return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
@@ -76,6 +96,30 @@ def segment_captions(segments: Iterable, participant: str = "") -> list[Caption]
                 final=True,
                 start=float(get("start")),
                 end=float(get("end")),
+                speaker=get("speaker") if isinstance(s, dict) else getattr(s, "speaker", None),
             )
         )
     return out
+
+
+def transcript_document(result) -> dict:
+    """A file's transcript (`OfflineTranscript`) as JSON; with speakers where it was diarized:
+    `speaker` on segments and words, a `speakers` summary, `total_speakers`, `has_diarization`."""
+    from ..diarization.files import speakers_summary
+
+    doc = {
+        "language": result.language,
+        "language_probability": round(result.language_probability, 3),
+        "duration": round(result.duration, 3),
+        "processing_time": round(result.processing_time, 3),
+        "text": result.text,
+        "segments": [{"id": i, **asdict(s)} for i, s in enumerate(result.segments)],
+    }
+    if result.turns is None:
+        for seg in doc["segments"]:
+            seg.pop("speaker", None)
+        doc["has_diarization"] = False
+        return doc
+    summary = speakers_summary(result.segments)
+    doc.update(speakers=summary, total_speakers=len(summary), has_diarization=True)
+    return doc

@@ -1,4 +1,5 @@
-"""The one parser of stream options every door takes from its clients: language, policy, task.
+"""The one parser of stream options every door takes from its clients: language, policy, task,
+prompt, and speaker diarization with its hints.
 
 A language is a Whisper code ("en", "ko"), a regional tag ("en-US", "ko_KR" -> the base
 code), or a name ("English", "korean", "한국어"); `None`, "", "auto", "multi" and "detect"
@@ -7,8 +8,10 @@ mean: detect it. Anything else is an `OptionsError` (a `ValueError`) that names 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, get_args
 
+from ..engine.clusters import SpeakerHints
 from ..engine.policies import POLICIES, PolicyName
 
 Task = Literal["transcribe", "translate"]
@@ -201,6 +204,42 @@ def parse_prompt(value: object, what: str = "prompt") -> str:
     return text
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+def parse_flag(value: object, what: str) -> bool:
+    """A yes/no option as JSON, a query string or a form sends it."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise OptionsError(f"{what} must be true or false, not {value!r}")
+
+
+HINT_NAMES = ("num_speakers", "min_speakers", "max_speakers")
+
+
+def parse_speaker_hints(fields: Mapping[str, object], what: str = "diarize") -> SpeakerHints | None:
+    """Whether to tell the voices on a track or file apart (`diarize`), and what is known of
+    how many there are (`num_speakers`, or `min_speakers`/`max_speakers`; giving one asks for
+    diarization). None when it is not asked for."""
+    given = {k: fields.get(k) for k in HINT_NAMES if fields.get(k) not in (None, "")}
+    if not parse_flag(fields.get(what), what) and not given:
+        return None
+    counts: dict[str, int] = {}
+    for key, value in given.items():
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise OptionsError(f"{key} must be a whole number, not {value!r}")
+        counts[key] = value
+    try:
+        return SpeakerHints(**counts)
+    except ValueError as exc:
+        raise OptionsError(str(exc)) from None
+
+
 def parse_task(value: object, what: str = "task") -> Task:
     """`transcribe` (captions as spoken; the default) or `translate` (Whisper's own, into English)."""
     if value is None or value == "":
@@ -212,6 +251,7 @@ def parse_task(value: object, what: str = "task") -> Task:
 
 __all__ = [
     "AUTO_LANGUAGES",
+    "HINT_NAMES",
     "OptionsError",
     "POLICIES",
     "PolicyName",
@@ -221,4 +261,6 @@ __all__ = [
     "parse_language",
     "parse_policy",
     "parse_task",
+    "parse_flag",
+    "parse_speaker_hints",
 ]

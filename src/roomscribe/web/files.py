@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import asdict
 
 from aiohttp import MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..audio import SAMPLE_RATE, AudioFileError, TooLongError, UnsupportedFormatError, load_audio
+from ..diarization.encoder import DiarizationUnavailableError, require_packages
 from ..engine import OfflineTranscript
+from ..engine.clusters import SpeakerHints
 from ..session.file_jobs import QueueFull
-from ..session.formats import MEDIA_TYPES, render, segment_captions
-from ..session.options import OptionsError, parse_language, parse_task
+from ..session.formats import MEDIA_TYPES, render, segment_captions, transcript_document
+from ..session.options import OptionsError, parse_language, parse_speaker_hints, parse_task
 from .keys import CONFIG_KEY, FILES_KEY
 from .responses import RequestError, dumps, json_error
 
@@ -116,22 +117,35 @@ def _task(fields: dict[str, str]) -> str:
         raise RequestError(400, str(exc)) from None
 
 
-async def _run(request: web.Request, audio, language, prompt, progress=None, task="transcribe") -> OfflineTranscript:
+def _speakers(fields: dict[str, str]) -> SpeakerHints | None:
+    """`diarize=true` and its hints; checked before the upload is decoded."""
     try:
-        return await request.app[FILES_KEY].run(audio, language, prompt, progress, task)
+        hints = parse_speaker_hints(fields)
+        if hints is not None:
+            require_packages()
+    except OptionsError as exc:
+        raise RequestError(400, str(exc)) from None
+    except DiarizationUnavailableError as exc:
+        raise RequestError(501, str(exc)) from None
+    return hints
+
+
+async def _run(
+    request: web.Request, audio, language, prompt, progress=None, task="transcribe", speakers=None
+) -> OfflineTranscript:
+    try:
+        return await request.app[FILES_KEY].run(audio, language, prompt, progress, task, speakers)
     except QueueFull as exc:
         raise RequestError(503, str(exc)) from None
 
 
 def document(result: OfflineTranscript) -> dict:
-    return {
-        "language": result.language,
-        "language_probability": round(result.language_probability, 3),
-        "duration": round(result.duration, 3),
-        "processing_time": round(result.processing_time, 3),
-        "text": result.text,
-        "segments": [{"id": i, **asdict(s)} for i, s in enumerate(result.segments)],
-    }
+    return transcript_document(result)
+
+
+def _speakers_of(result: OfflineTranscript) -> dict:
+    doc = transcript_document(result)
+    return {k: doc[k] for k in ("speakers", "total_speakers") if k in doc}
 
 
 async def transcribe_upload(request: web.Request) -> web.StreamResponse:
@@ -140,20 +154,20 @@ async def transcribe_upload(request: web.Request) -> web.StreamResponse:
     try:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024**2))
         fields = {**request.query, **fields}
-        language, task = _language(fields), _task(fields)
+        language, task, speakers = _language(fields), _task(fields), _speakers(fields)
         audio = await _decode(request, data, name)
         del data
         if fields.get("progress", "").lower() in ("1", "true", "yes") or "application/x-ndjson" in request.headers.get(
             "Accept", ""
         ):
-            return await _with_progress(request, audio, language, fields.get("prompt"), task)
-        result = await _run(request, audio, language, fields.get("prompt"), task=task)
+            return await _with_progress(request, audio, language, fields.get("prompt"), task, speakers)
+        result = await _run(request, audio, language, fields.get("prompt"), task=task, speakers=speakers)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
     return web.json_response(document(result), dumps=dumps)
 
 
-async def _with_progress(request: web.Request, audio, language, prompt, task) -> web.StreamResponse:
+async def _with_progress(request: web.Request, audio, language, prompt, task, speakers) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     loop = asyncio.get_running_loop()
@@ -170,7 +184,7 @@ async def _with_progress(request: web.Request, audio, language, prompt, task) ->
 
     total = round(len(audio) / SAMPLE_RATE, 1)
     await response.write((dumps({"type": "progress", "done": 0.0, "total": total}) + "\n").encode())
-    job = asyncio.ensure_future(_run(request, audio, language, prompt, progress, task))
+    job = asyncio.ensure_future(_run(request, audio, language, prompt, progress, task, speakers))
     try:
         while not job.done():
             getter = asyncio.ensure_future(lines.get())
@@ -207,10 +221,10 @@ async def _openai(request: web.Request, task: str) -> web.Response:
         fmt = fields.get("response_format", "json")
         if fmt not in OPENAI_FORMATS:
             raise RequestError(400, f"response_format is one of {', '.join(OPENAI_FORMATS)}")
-        language = _language(fields)
+        language, speakers = _language(fields), _speakers(fields)
         audio = await _decode(request, data, name)
         del data
-        result = await _run(request, audio, language, fields.get("prompt"), task=task)
+        result = await _run(request, audio, language, fields.get("prompt"), task=task, speakers=speakers)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
     usage = {"type": "duration", "seconds": math.ceil(result.duration)}
@@ -229,10 +243,12 @@ async def _openai(request: web.Request, task: str) -> web.Response:
                 "avg_logprob": s.avg_logprob,
                 "compression_ratio": s.compression_ratio,
                 "no_speech_prob": s.no_speech_prob,
+                **({"speaker": s.speaker} if result.turns is not None else {}),
             }
             for i, s in enumerate(result.segments)
         ]
-        words = [{"word": w["word"], "start": w["start"], "end": w["end"]} for s in result.segments for w in s.words]
+        keys = ("word", "start", "end", "speaker")
+        words = [{k: w[k] for k in keys if k in w} for s in result.segments for w in s.words]
         return web.json_response(
             {
                 "task": task,
@@ -242,6 +258,7 @@ async def _openai(request: web.Request, task: str) -> web.Response:
                 "segments": segments,
                 "words": words,
                 "usage": usage,
+                **_speakers_of(result),
             },
             dumps=dumps,
         )
