@@ -40,6 +40,15 @@ def server(engine):
 
 
 @pytest.fixture(scope="session")
+def diarization_extra():
+    from roomscribe.diarization.encoder import missing_packages
+
+    missing = missing_packages()
+    if missing:
+        pytest.skip(f"the diarization extra is not installed ({', '.join(missing)}): pip install -e '.[diarization]'")
+
+
+@pytest.fixture(scope="session")
 def espeak_wav(tmp_path_factory) -> Path:
     """English speech synthesised with espeak-ng (for tests that must not need ../shared)."""
     if shutil.which("espeak-ng") is None:

@@ -288,13 +288,14 @@ class Emulator:
         sample_rate: int = 16000,
         start_on: str | None = None,
         client_protocol: int = 3,
+        kind: str = "standard",
     ) -> Speaker:
         """Join an emulated participant publishing ``pcm`` (mono float, 16 kHz) as its microphone.
 
         The audio clock starts when the first subscriber (or the subscriber whose identity
         is ``start_on``) pulls its first frame; ``start_delay`` seconds of silence come
         before sample 0, silence after the end. ``leave_at``: leave that many seconds after
-        sample 0 was sent.
+        sample 0 was sent. ``kind``: LiveKit's participant kind ("sip" for a phone caller).
         """
         r = self.ensure_room(room)
         p = Participant(
@@ -303,6 +304,7 @@ class Emulator:
             attributes=attributes,
             metadata=metadata or "",
             client_protocol=client_protocol,
+            kind=_KINDS[kind],
         )
         track = TrackRecord(track_sid, audio=AudioSource(pcm, sample_rate, start_delay=start_delay, start_on=start_on))
         p.tracks[track.sid] = track

@@ -11,9 +11,24 @@ from .speech import read_audio
 
 SAMPLE_RATE = 16000
 MEETING = "meetings/mixed/mtg_en_7spk"
-# (start, end) seconds in the meeting of turns with no other voice within them.
+# (start, end) seconds in the meeting of turns with no other voice within them, and what is said.
 ALLISON = ((8.8, 11.1), (11.5, 19.0))
 LJ_SPEECH = ((171.3, 177.7), (162.7, 170.8))
+SAID = {
+    "Allison": "At the tone, please say your name. Press 2 to change folders, press 3 for advanced options, "
+    "press zero for mailbox options.",
+    "LJ": "Neild takes it for granted that the former rather than the latter prevailed in the selection. This "
+    "experiment was so far successful that about eighteen fifty Messrs. Miller and Richard of Edinburgh",
+}
+COMMON = {"the", "a", "to", "for", "that", "in", "of", "and", "was", "it", "so", "than", "about"}
+
+
+def voice_of_text(text: str) -> str | None:
+    """Whose words a caption's text has (the voice sharing more distinctive words with it)."""
+    words = {w.strip(".,?!").lower() for w in text.split()} - COMMON
+    shared = {v: len(words & ({w.strip(".,").lower() for w in said.split()} - COMMON)) for v, said in SAID.items()}
+    best = max(shared, key=shared.__getitem__)
+    return best if shared[best] > 0 and list(shared.values()).count(shared[best]) == 1 else None
 
 
 @dataclass

@@ -38,6 +38,7 @@ CONTROL_TOPIC = "roomscribe.control"  # frontends' control messages (see `sessio
 ATTRIBUTE_LANGUAGE = "roomscribe.language"  # ours: the caption's language
 ATTRIBUTE_CAPTIONS = "roomscribe.captions"  # on the bot: "on" or "paused"
 ATTRIBUTE_LAG = "roomscribe.lag"  # ours: seconds the caption trails the speaker's audio
+ATTRIBUTE_SPEAKER = "roomscribe.speaker"  # ours: the voice within a diarized track ("S1", "S2", ...)
 FRAME_MS = 40  # 4x fewer Python wake-ups per track than the default 10 ms; the VAD steps 32 ms anyway
 
 LegacyMode = Literal["auto", "always", "never"]
@@ -59,6 +60,8 @@ class LiveKitCaptionSender:
         if caption.language:
             attributes[ATTRIBUTE_LANGUAGE] = caption.language
         attributes[ATTRIBUTE_LAG] = f"{caption.lag:.2f}"  # the engine's own measure, as every door shows it
+        if caption.speaker is not None:
+            attributes[ATTRIBUTE_SPEAKER] = caption.speaker
         text = caption.shown
         writer = await self._room.local_participant.stream_text(
             topic=TOPIC_TRANSCRIPTION, sender_identity=caption.participant, attributes=attributes
@@ -95,6 +98,7 @@ def participant_of(participant: rtc.Participant) -> Participant:
         name=participant.name or "",
         attributes=dict(participant.attributes),
         metadata=participant.metadata or "",
+        kind="sip" if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP else "standard",
     )
 
 

@@ -5,7 +5,11 @@ Job metadata (set on the dispatch or in a token's room configuration) is JSON:
     {"language": "en",                      # room default; omit or "auto" to detect
      "participant_languages": {"minji": "ko"},
      "policy": "localagreement",            # or "alignatt"
-     "interims_per_second": 4}              # 0 turns interim captions off
+     "interims_per_second": 4,              # 0 turns interim captions off
+     "diarize": ["front-desk"]}             # tracks with several voices: identities, or "all"
+
+SIP participants, and participants with the attribute `roomscribe.diarize` = `true`, are
+diarized whatever the metadata says: their captions carry `roomscribe.speaker` (S1, S2, ...).
 
 Anything else in the metadata is ignored; a wrong value is an `OptionsError` naming it.
 Languages and policies are read by `session.options`, as on every other door.
@@ -28,6 +32,7 @@ class CaptionOptions:
     interims_per_second: float = 4.0
     prompt: str = ""  # names and words to expect in this room
     participant_names: bool = True  # the room's participants' names join every speaker's prompt
+    diarize: frozenset[str] | bool = frozenset()  # identities whose tracks carry several voices; True: all
 
     def prompt_with(self, names: list[str]) -> str:
         """The room's prompt followed by participants' names, as many as fit."""
@@ -95,4 +100,16 @@ class CaptionOptions:
             if not isinstance(data["participant_names"], bool):
                 raise OptionsError(f"participant_names must be true or false, not {data['participant_names']!r}")
             changes["participant_names"] = data["participant_names"]
+        if "diarize" in data:
+            changes["diarize"] = _diarize(data["diarize"])
         return replace(self, **changes)
+
+
+def _diarize(value: object) -> frozenset[str] | bool:
+    if value == "all" or value is True:
+        return True
+    if value is False or value is None:
+        return frozenset()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return frozenset(value)
+    raise OptionsError(f'diarize must be a list of participant identities or "all", not {value!r}')

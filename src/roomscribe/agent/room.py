@@ -35,6 +35,7 @@ from .options import CaptionOptions
 logger = logging.getLogger("roomscribe.agent")
 
 LANGUAGE_ATTRIBUTES = ("roomscribe.language", "language")
+ATTRIBUTE_DIARIZE = "roomscribe.diarize"  # on a participant: "true" when its microphone hears several people
 ROOM_CONTROLS = (Pause, Resume, SetLanguage)  # the control messages a room acts on
 _UNSET = object()
 
@@ -45,6 +46,7 @@ class Participant:
     name: str = ""  # the display name, when the participant has one
     attributes: dict[str, str] = field(default_factory=dict)
     metadata: str = ""
+    kind: str = "standard"  # LiveKit's participant kind: "sip" for a phone caller, "agent", ...
 
 
 class TrackSpeaker(Protocol):
@@ -60,7 +62,14 @@ class TrackSpeaker(Protocol):
 
 class SpeakerFactory(Protocol):
     def __call__(
-        self, *, name: str, track: str, language: str | None, pipeline: Pipeline, prompt: str = ""
+        self,
+        *,
+        name: str,
+        track: str,
+        language: str | None,
+        pipeline: Pipeline,
+        prompt: str = "",
+        diarize: bool = False,
     ) -> TrackSpeaker: ...
 
 
@@ -149,6 +158,14 @@ class RoomCaptioner:
             return self.options.participant_languages[identity]
         return self.options.language
 
+    def diarized(self, participant: Participant) -> bool:
+        """Whether a participant's tracks carry several voices: a SIP caller (often a meeting
+        room's phone), `roomscribe.diarize` = `true` in its attributes, or the job's list."""
+        if participant.kind == "sip" or participant.attributes.get(ATTRIBUTE_DIARIZE, "").lower() == "true":
+            return True
+        listed = self.options.diarize
+        return listed is True or (not isinstance(listed, bool) and participant.identity in listed)
+
     def add_track(
         self, participant: Participant, track_sid: str, audio: AsyncIterable[Any], *, muted: bool = False
     ) -> None:
@@ -161,8 +178,14 @@ class RoomCaptioner:
             self._muted.add(track_sid)
         language = self.language_of(identity)
         pipeline = Pipeline([InterimThrottle(self.options.interim_interval)], [self.publisher.publish])
+        diarize = self.diarized(participant)
         speaker = self._speaker_factory(
-            name=identity, track=track_sid, language=language, pipeline=pipeline, prompt=self.prompt()
+            name=identity,
+            track=track_sid,
+            language=language,
+            pipeline=pipeline,
+            prompt=self.prompt(),
+            diarize=diarize,
         )
         if not self._should_run(track_sid):
             speaker.set_paused(True)
@@ -171,7 +194,13 @@ class RoomCaptioner:
             self._capacity.track_opened()
         track.start(audio)
         self._refresh_prompts()
-        logger.info("captioning %s (track %s, language %s)", identity, track_sid, language or "detected")
+        logger.info(
+            "captioning %s (track %s, language %s%s)",
+            identity,
+            track_sid,
+            language or "detected",
+            ", several voices" if diarize else "",
+        )
 
     def remove_track(self, track_sid: str) -> asyncio.Task[None] | None:
         """Stop taking the track's audio; its last final is still published. Returns the closing task."""

@@ -24,6 +24,7 @@ from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorTy
 
 from livekit import rtc
 
+from ..diarization.encoder import missing_packages
 from ..engine import StreamConfig
 from ..session import EngineWorker, LiveSpeaker, OptionsError, Pipeline, shared_engine, worker_for
 from .capacity import PROCESS_CAPACITY
@@ -70,8 +71,17 @@ def room_options(metadata: str | None) -> CaptionOptions:
 def live_speakers(worker: EngineWorker, options: CaptionOptions) -> SpeakerFactory:
     """How a room's tracks get their speakers: each a `LiveSpeaker` on the shared scheduler."""
 
-    def speaker(*, name: str, track: str, language: str | None, pipeline: Pipeline, prompt: str = "") -> LiveSpeaker:
-        config = StreamConfig(policy=options.policy, language=language, prompt=prompt)
+    def speaker(
+        *, name: str, track: str, language: str | None, pipeline: Pipeline, prompt: str = "", diarize: bool = False
+    ) -> LiveSpeaker:
+        if diarize and missing_packages():
+            logger.error(
+                "%s has several voices, but speaker diarization needs pip install 'roomscribe[diarization]': "
+                "captioned as one speaker",
+                name,
+            )
+            diarize = False
+        config = StreamConfig(policy=options.policy, language=language, prompt=prompt, diarize=diarize)
         return LiveSpeaker(worker, config, name=name, track=track, pipeline=pipeline)
 
     return speaker

@@ -3,7 +3,10 @@
 Query options: `language` (a Whisper code or `auto`), `policy` (`localagreement` or
 `alignatt`), `mode` (`full`: the whole state on every update; `diff`: a snapshot, then
 new lines only, and a snapshot again when a line already sent was revised), `prompt`
-(names and words to expect) and `input` (`pcm`, `encoded`; by default the first bytes decide).
+(names and words to expect), `input` (`pcm`, `encoded`; by default the first bytes decide),
+and `diarization=true` (with `num_speakers` or `min_speakers`/`max_speakers`): several voices
+on one stream, each line's `speaker` numbered 1, 2, ... by voice. A line is attributed when it
+is committed, so `buffer_diarization` (text awaiting a speaker) stays empty.
 
 The client sends binary frames: PCM s16le 16 kHz mono, or a compressed stream (WebM/Opus
 from MediaRecorder, Ogg, MP4 ...); an empty frame ends the audio. The server sends
@@ -25,7 +28,7 @@ from ..audio import StreamDecoder, pcm16_to_float, sniff_format
 from ..engine import StreamConfig
 from ..session import Caption, LiveSpeaker, Pipeline, Transcript
 from ..session.control import ControlError, SetLanguage, Stop, parse_control
-from ..session.options import OptionsError
+from ..session.options import OptionsError, parse_speaker_hints
 from ..session.scheduler import EngineWorker
 from .keys import ASR_CONNECTIONS_KEY, CONFIG_KEY, WORKER_KEY, live_streams
 from .responses import dumps, json_error
@@ -40,8 +43,19 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _speaker_number(caption: Caption) -> int:
+    """WhisperLiveKit numbers speakers from 1; an undiarized stream is all speaker 1."""
+    label = caption.speaker or ""
+    return int(label[1:]) if label[:1] == "S" and label[1:].isdigit() else 1
+
+
 def _line(caption: Caption) -> dict:
-    out = {"speaker": 1, "text": caption.text, "start": _clock(caption.start), "end": _clock(caption.end)}
+    out = {
+        "speaker": _speaker_number(caption),
+        "text": caption.text,
+        "start": _clock(caption.start),
+        "end": _clock(caption.end),
+    }
     if caption.language:
         out["detected_language"] = caption.language
     return out
@@ -168,7 +182,11 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
     input_kind = query.get("input", "auto")
     try:
         config = app[CONFIG_KEY].stream_config(
-            query.get("language"), query.get("policy"), query.get("task"), query.get("prompt")
+            query.get("language"),
+            query.get("policy"),
+            query.get("task"),
+            query.get("prompt"),
+            parse_speaker_hints(query, "diarization"),
         )
         if mode not in ("full", "diff"):
             raise ValueError("mode is full or diff")

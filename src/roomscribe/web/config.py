@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from ..diarization.encoder import DiarizationUnavailableError, require_packages
 from ..engine import StreamConfig
-from ..session.options import PolicyName, parse_language, parse_policy, parse_prompt, parse_task
+from ..engine.clusters import SpeakerHints
+from ..session.options import OptionsError, PolicyName, parse_language, parse_policy, parse_prompt, parse_task
 
 
 @dataclass
@@ -26,15 +28,27 @@ class ServerConfig:
     max_live_streams: int = 64  # speakers across the page and /asr
 
     def stream_config(
-        self, language: str | None = None, policy: str | None = None, task: str | None = None, prompt: str | None = None
+        self,
+        language: str | None = None,
+        policy: str | None = None,
+        task: str | None = None,
+        prompt: str | None = None,
+        speakers: SpeakerHints | None = None,
     ) -> StreamConfig:
         """A live stream's options from a client's query, over the server's defaults
-        (`OptionsError`, a ValueError, when they are bad)."""
+        (`OptionsError`, a ValueError, when they are bad). `speakers` diarizes the stream."""
+        if speakers is not None:
+            try:
+                require_packages()
+            except DiarizationUnavailableError as exc:
+                raise OptionsError(str(exc)) from None
         return StreamConfig(
             policy=parse_policy(policy) if policy else self.policy,
             language=self.language if language is None else parse_language(language),
             task=parse_task(task),
             prompt=parse_prompt(prompt),
+            diarize=speakers is not None,
+            speakers=speakers or SpeakerHints(),
         )
 
 

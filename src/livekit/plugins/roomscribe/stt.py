@@ -34,7 +34,9 @@ from livekit.agents.utils import AudioBuffer, is_given
 
 from livekit import rtc
 from roomscribe.audio import SAMPLE_RATE, FrameConverter
+from roomscribe.diarization.encoder import require_packages
 from roomscribe.engine import Engine, StreamConfig, Word
+from roomscribe.engine.clusters import SpeakerHints
 from roomscribe.engine.policies import PolicyName
 from roomscribe.session import Caption, InterimThrottle, LiveSpeaker, Pipeline, shared_engine, worker_for
 from roomscribe.session.options import parse_language, parse_policy, parse_prompt
@@ -53,6 +55,7 @@ class STTOptions:
     interim_interval: float  # the least seconds between two interim transcripts of a stream
     min_chunk_seconds: float
     prompt: str = ""  # names and words to expect, kept in the decoder's context
+    diarization: bool = False  # several voices on the stream: every transcript says whose (speaker_id)
 
     def stream_config(self) -> StreamConfig:
         # An agent appends each final transcript to its chat context and cannot take one back:
@@ -63,6 +66,7 @@ class STTOptions:
             min_chunk_seconds=self.min_chunk_seconds,
             revise_finals=False,
             prompt=self.prompt,
+            diarize=self.diarization,
         )
 
 
@@ -82,6 +86,7 @@ class STT(stt.STT):
         interim_interval: float = 0.25,
         min_chunk_seconds: float = 0.5,
         prompt: str | list[str] = "",
+        diarization: bool = False,
         engine: Engine | None = None,
     ) -> None:
         """Self-hosted streaming Whisper.
@@ -98,16 +103,22 @@ class STT(stt.STT):
             prompt: names and words to expect ("Subiaco, Jenson", or a list of them), or a
                 sentence of context: kept at the head of the decoder's context on every
                 decode and never transcribed by itself. At most 500 characters.
+            diarization: the audio carries several voices (a meeting room's microphone, a
+                phone line): every transcript's `speaker_id` says whose it is ("S1", "S2", ...),
+                and a change of voice ends a transcript. Needs `roomscribe[diarization]`.
             engine: an already loaded `roomscribe.engine.Engine` to use instead of `model`.
 
         Raises:
             ValueError: an option that cannot be used (an unknown language or policy, ...).
+            DiarizationUnavailableError: diarization asked for without its extra installed.
         """
+        if diarization:
+            require_packages()
         super().__init__(
             capabilities=stt.STTCapabilities(
                 streaming=True,
                 interim_results=True,
-                diarization=False,
+                diarization=diarization,
                 aligned_transcript="word",
                 offline_recognize=True,
                 # flush() ends the engine stream, so its tail comes out as a final at once.
@@ -121,6 +132,7 @@ class STT(stt.STT):
             interim_interval=_interim_interval(interim_interval),
             min_chunk_seconds=min_chunk_seconds,
             prompt=parse_prompt(prompt),
+            diarization=diarization,
         )
         self._opts.stream_config()  # validates min_chunk_seconds early
         self._engine = engine
@@ -190,7 +202,12 @@ class STT(stt.STT):
         engine = await self._get_engine()
 
         result = await asyncio.to_thread(
-            engine.transcribe, audio, language=lang, lock=MODEL_LOCK, initial_prompt=self._opts.prompt or None
+            engine.transcribe,
+            audio,
+            language=lang,
+            lock=MODEL_LOCK,
+            initial_prompt=self._opts.prompt or None,
+            speakers=SpeakerHints() if self._opts.diarization else None,
         )
         words = [
             TimedString(w["word"].strip(), start_time=w["start"], end_time=w["end"], confidence=w["probability"])
@@ -205,6 +222,7 @@ class STT(stt.STT):
             end_time=result.segments[-1].end if result.segments else 0.0,
             confidence=_mean_confidence(words),
             words=words,
+            speaker_id=result.segments[0].speaker if result.segments else None,
         )
         return stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=request_id, alternatives=[data])
 
@@ -366,7 +384,7 @@ class RecognizeStream(stt.RecognizeStream):
                 stt.SpeechEvent(
                     type=stt.SpeechEventType.FINAL_TRANSCRIPT,
                     request_id=caption.segment_id,
-                    alternatives=[self._speech_data(caption.text, caption.words)],
+                    alternatives=[self._speech_data(caption.text, caption.words, caption.speaker)],
                 )
             )
             return
@@ -376,11 +394,11 @@ class RecognizeStream(stt.RecognizeStream):
                 stt.SpeechEvent(
                     type=stt.SpeechEventType.INTERIM_TRANSCRIPT,
                     request_id=caption.segment_id,
-                    alternatives=[self._speech_data(text, [*caption.words, *caption.tail_words])],
+                    alternatives=[self._speech_data(text, [*caption.words, *caption.tail_words], caption.speaker)],
                 )
             )
 
-    def _speech_data(self, text: str, words: list[Word]) -> stt.SpeechData:
+    def _speech_data(self, text: str, words: list[Word], speaker: str | None = None) -> stt.SpeechData:
         # Caption times are on this run's audio clock; LiveKit wants the input's clock plus
         # start_time_offset (which the base class and the agent advance, so read it now).
         timed = _timed_words(words, self.start_time_offset)
@@ -391,6 +409,7 @@ class RecognizeStream(stt.RecognizeStream):
             end_time=timed[-1].end_time if timed else 0.0,
             confidence=_mean_confidence(timed),
             words=timed,
+            speaker_id=speaker,
         )
 
     def _send_usage(self, seconds: float) -> float:
