@@ -39,17 +39,17 @@ def test_the_speaker_cap_holds_and_extra_voices_join_the_nearest():
     assert len(clusters.speakers) == 2
 
 
-def test_num_speakers_opens_speakers_until_the_count_is_reached():
-    # Two fairly similar voices (cosine 0.6) are one speaker by default, two when two are expected.
-    first, second = unit(1, 0), unit(0.6, 0.8)
-    default = OnlineClusters()
-    default.assign(first)
-    default.assign(second)
-    told = OnlineClusters(SpeakerHints(num_speakers=2))
-    told.assign(first)
-    told.assign(second)
-    assert len(default.speakers) == 1
-    assert len(told.speakers) == 2
+def test_speakers_are_never_merged_below_the_count_given():
+    def converge(clusters: OnlineClusters) -> int:
+        clusters.assign(unit(1, 0.45))
+        clusters.assign(unit(1, -0.45))
+        for _ in range(3):
+            clusters.assign(unit(1, 0))
+        return len(clusters.speakers)
+
+    assert converge(OnlineClusters(join=0.9, merge=0.8)) == 1
+    assert converge(OnlineClusters(SpeakerHints(num_speakers=2), join=0.9, merge=0.8)) == 2
+    assert converge(OnlineClusters(SpeakerHints(min_speakers=2), join=0.9, merge=0.8)) == 2
 
 
 def test_speakers_whose_centroids_converge_merge_into_the_older_label():

@@ -94,10 +94,9 @@ class OnlineClusters:
         little speech to be sure of (`can_open` false) joins the nearest speaker, if any."""
         sims = self.similarities(embedding)
         best = max(sims, key=sims.__getitem__) if sims else None
-        join = self.join
-        if len(sims) < self.hints.floor:
-            join = max(join, self.merge)  # more speakers are expected: open one unless very close
-        if best is None or (can_open and sims[best] < join and len(sims) < self.hints.cap):
+        # A speaker count given bounds the speakers from above (no more open) and from below
+        # (no merge under it); it never opens one early, when a voice's first windows are noisy.
+        if best is None or (can_open and sims[best] < self.join and len(sims) < self.hints.cap):
             label = self._next
             self._next += 1
             self._sums[label] = embedding * weight
