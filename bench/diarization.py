@@ -56,12 +56,12 @@ def der(ref, turns: list[tuple[float, float, str]]) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the UEM is the union of both, as it says
         r = DiarizationErrorRate(collar=0.25, skip_overlap=False)(ref, hyp, detailed=True)
-    total = r["total"] or 1.0
+    total = float(r["total"]) or 1.0
     return {
-        "der": round(100 * r["diarization error rate"], 2),
-        "confusion": round(100 * r["confusion"] / total, 2),
-        "missed": round(100 * r["missed detection"] / total, 2),
-        "false_alarm": round(100 * r["false alarm"] / total, 2),
+        "der": round(100 * float(r["diarization error rate"]), 2),
+        "confusion": round(100 * float(r["confusion"]) / total, 2),
+        "missed": round(100 * float(r["missed detection"]) / total, 2),
+        "false_alarm": round(100 * float(r["false alarm"]) / total, 2),
         "speakers": len(hyp.labels()),
         "true_speakers": len(ref.labels()),
     }
@@ -164,9 +164,7 @@ def cp_errors(ref_by_speaker: dict[str, str], hyp_by_speaker: dict[str, str]) ->
             h = hyps[h_names[j]] if j < len(h_names) else ""
             cost[i, j] = errors(r, h)
     rows, cols = linear_sum_assignment(cost)
-    matched = {
-        h_names[j]: r_names[i] for i, j in zip(rows, cols) if i < len(r_names) and j < len(h_names)
-    }
+    matched = {h_names[j]: r_names[i] for i, j in zip(rows, cols) if i < len(r_names) and j < len(h_names)}
     n_ref = sum(len(v.split()) for v in refs.values())
     return int(cost[rows, cols].sum()), n_ref, matched
 
@@ -210,7 +208,7 @@ def part_cpwer(engine) -> dict:
     out["cpwer_minus_wer"] = round(d["cpwer"] - u["wer"], 2)
     out["latency_p50_added"] = round(d["latency_p50"] - u["latency_p50"], 3)
     out["extra_cores"] = round((d["compute_seconds"] - u["compute_seconds"]) / (len(audio) / 16000), 3)
-    print(f"cpwer summary: {({k: out[k] for k in ('cpwer_minus_wer', 'latency_p50_added', 'extra_cores')})}")
+    print(f"cpwer summary: { ({k: out[k] for k in ('cpwer_minus_wer', 'latency_p50_added', 'extra_cores')}) }")
     return out
 
 

@@ -49,6 +49,14 @@ def diarization_extra():
 
 
 @pytest.fixture(scope="session")
+def mixed_track(eval_dir):
+    """Two real voices on one track (see support.voices)."""
+    from support.voices import two_voices
+
+    return two_voices(eval_dir)
+
+
+@pytest.fixture(scope="session")
 def espeak_wav(tmp_path_factory) -> Path:
     """English speech synthesised with espeak-ng (for tests that must not need ../shared)."""
     if shutil.which("espeak-ng") is None:

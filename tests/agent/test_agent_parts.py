@@ -239,3 +239,34 @@ def test_a_caption_carries_how_far_it_trails_the_audio_given_to_its_stream():
     [(attributes, text)] = [(a, t) for a, t in streams if a["lk.transcription_final"] == "true"]
     assert "".join(text) == "hello" and final.start == final.end == 0.0
     assert attributes[ATTRIBUTE_LAG] == f"{final.lag:.2f}" == "1.37"
+
+
+def test_a_caption_of_a_voice_within_a_track_names_it_in_roomscribe_speaker():
+    from types import SimpleNamespace
+
+    from roomscribe.agent.livekit_room import ATTRIBUTE_SPEAKER, LiveKitCaptionSender
+    from roomscribe.session import Caption
+
+    sent: list[dict] = []
+
+    class Writer:
+        async def write(self, text):
+            pass
+
+        async def aclose(self):
+            pass
+
+    async def stream_text(*, topic, sender_identity, attributes):
+        sent.append({"sender": sender_identity, **attributes})
+        return Writer()
+
+    room = SimpleNamespace(isconnected=lambda: True, local_participant=SimpleNamespace(stream_text=stream_text))
+    sender = LiveKitCaptionSender(room, legacy="never")
+
+    async def scenario():
+        await sender(Caption("caller", "SG_1", "Press two.", final=True, track="TR_c", speaker="S2"))
+        await sender(Caption("alice", "SG_2", "Hello.", final=True, track="TR_a"))
+
+    asyncio.run(scenario())
+    assert sent[0]["sender"] == "caller" and sent[0][ATTRIBUTE_SPEAKER] == "S2"
+    assert ATTRIBUTE_SPEAKER not in sent[1]

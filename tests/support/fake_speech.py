@@ -18,9 +18,18 @@ _ids = itertools.count(1)
 
 class FakeSpeaker:
     def __init__(
-        self, *, name: str, track: str, language: str | None, pipeline: Pipeline, lag: float = 0.0, prompt: str = ""
+        self,
+        *,
+        name: str,
+        track: str,
+        language: str | None,
+        pipeline: Pipeline,
+        lag: float = 0.0,
+        prompt: str = "",
+        diarize: bool = False,
     ):
         self.name = name
+        self.diarize = diarize  # whether the room asked for the voices within the track
         self.prompts = [prompt]  # every prompt it has been given, in order
         self.track = track
         self.language = language

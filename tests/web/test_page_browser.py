@@ -236,3 +236,26 @@ def test_two_tabs_in_one_session_see_each_other_and_other_sessions_stay_separate
     assert {s["speaker"] for s in alone} == {"Carol"}
     txt = _get(f"{server.url}/sessions/{shared}/transcript?format=txt")[1]
     assert "Alice: " in txt and "Bob: " in txt and "Carol" not in txt
+
+
+@pytest.mark.usefixtures("diarization_extra")
+def test_a_microphone_shared_by_two_people_gets_a_label_per_voice(browser_ready, server, mixed_track, tmp_path_factory):
+    from support.voices import voice_of_text
+
+    tmp = tmp_path_factory.mktemp("shared")
+    audio = np.concatenate([np.zeros(int(LEAD_SILENCE * 16000), np.float32), mixed_track.audio])
+    wav = browser.write_fake_mic(audio, tmp / "mic.wav")
+    with browser.chromium(wav, log_path=tmp / "chromedriver.log") as driver:
+        started = time.monotonic()
+        driver.get(_page_url(server, f"room-{secrets.token_hex(3)}", "Room") + "&diarize=1")
+        _started(driver)
+        assert driver.execute_script("return document.getElementById('diarize').checked")
+        page = _finish(driver, len(audio) / 16000, started)
+    lines = [line for line in page["lines"] if line["text"].strip()]
+    assert {line["speaker"] for line in lines} == {"Room (S1)", "Room (S2)"}, lines
+    by_voice = {}
+    for line in lines:
+        voice = voice_of_text(line["text"])
+        if voice:
+            by_voice.setdefault(voice, set()).add(line["speaker"])
+    assert set(by_voice) == {"Allison", "LJ"} and by_voice["Allison"].isdisjoint(by_voice["LJ"]), by_voice

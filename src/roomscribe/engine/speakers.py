@@ -132,6 +132,10 @@ class TrackDiarizer:
                 self.learn(window, embedding)
 
     # -- labels -----------------------------------------------------------------
+    @property
+    def has_labels(self) -> bool:
+        return bool(self._labelled)
+
     def label_at(self, seconds: float) -> int | None:
         """The speaker at a time on the track: the nearest window's (merges applied)."""
         if not self._labelled:

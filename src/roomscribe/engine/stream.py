@@ -480,7 +480,7 @@ class SpeechStream:
         interim's take the speaker known so far."""
         if self.speakers is None or not words:
             return
-        if not provisional:
+        if not provisional or not self.speakers.has_labels:
             self.speakers.catch_up(words[-1].end)
         for w in words:
             w.speaker = self.speakers.speaker_at(w.start, w.end)

@@ -68,7 +68,9 @@ def caption_message(participant: Participant, caption: Caption) -> dict:
     return {
         "type": "caption",
         "participant": participant.id,
-        "speaker": participant.name,
+        # A microphone several people share: the voice within it, as "name (S2)".
+        "speaker": participant.name if caption.speaker is None else f"{participant.name} ({caption.speaker})",
+        "voice": caption.speaker,
         "color": participant.color,
         "segment_id": caption.segment_id,
         "text": caption.text,

@@ -12,7 +12,7 @@ from aiohttp import web
 from ..audio import FrameConverter
 from ..session.control import ControlError, Ping, SetLanguage, parse_control
 from ..session.formats import MEDIA_TYPES
-from ..session.options import OptionsError
+from ..session.options import OptionsError, parse_speaker_hints
 from .keys import CONFIG_KEY, PEERS_KEY, SESSIONS_KEY, WORKER_KEY, live_streams
 from .responses import dumps, json_error
 from .sessions import Participant
@@ -31,8 +31,9 @@ def add_routes(app: web.Application) -> None:
 
 
 async def offer(request: web.Request) -> web.Response:
-    """POST an SDP offer (application/sdp) with ?session=&name=&language=&policy=; the
-    answer comes back (201, application/sdp) with the participant in `Location`."""
+    """POST an SDP offer (application/sdp) with ?session=&name=&language=&policy=&diarize=;
+    the answer comes back (201, application/sdp) with the participant in `Location`.
+    `diarize=true` (with `num_speakers` ...): several people share this microphone."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     app = request.app
@@ -50,6 +51,7 @@ async def offer(request: web.Request) -> web.Response:
             request.query.get("policy"),
             request.query.get("task"),
             request.query.get("prompt"),
+            parse_speaker_hints(request.query),
         )
         session = app[SESSIONS_KEY].open(request.query.get("session"))
     except (OptionsError, ValueError) as exc:

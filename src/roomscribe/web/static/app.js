@@ -23,6 +23,7 @@ if (params.get("language")) {
 }
 if (params.get("policy")) $("policy").value = params.get("policy");
 if (params.get("task")) $("task").value = params.get("task");
+if (["1", "true", "yes"].includes(params.get("diarize"))) $("diarize").checked = true;
 updateShare();
 $("session").addEventListener("input", updateShare);
 
@@ -60,7 +61,7 @@ async function start() {
     const query = new URLSearchParams({
       session: $("session").value, name: $("name").value,
       language: $("language").value, policy: $("policy").value, task: $("task").value,
-      prompt: $("prompt").value,
+      prompt: $("prompt").value, diarize: $("diarize").checked ? "true" : "false",
     });
     const response = await fetch(`/whip?${query}`, {
       method: "POST", body: pc.localDescription.sdp,
@@ -150,6 +151,8 @@ function renderLine(msg) {
     state.lines.set(msg.segment_id, el);
     box.append(el);
   }
+  // A voice label can settle after the first interim of its line.
+  el.querySelector(".speaker").textContent = msg.speaker;
   el.querySelector(".text").textContent = msg.text;
   el.querySelector(".tail").textContent = msg.tail || "";
   el.classList.toggle("final", !!msg.final);
