@@ -71,6 +71,19 @@ def test_a_window_too_short_to_be_sure_of_never_opens_a_speaker():
     assert OnlineClusters().assign(B, can_open=False) == 0  # the first speaker still opens
 
 
+def test_a_label_a_lone_short_window_opened_goes_to_the_first_sure_voice_unlike_it():
+    clusters = OnlineClusters()
+    assert clusters.assign(C, can_open=False) == 0  # a first "Yes." of no one in particular
+    assert clusters.assign(A) == 0  # the first voice heard for sure takes its label (S1)
+    assert clusters.assign(B) == 1
+    assert clusters.speakers == [0, 1]
+    # Once a sure window has joined it, a short window's speaker is a speaker like any other.
+    sure = OnlineClusters()
+    sure.assign(near(C, 1), can_open=False)
+    sure.assign(near(C, 2))
+    assert sure.assign(A) == 1
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

@@ -61,6 +61,7 @@ class OnlineClusters:
         self._sums: dict[int, np.ndarray] = {}
         self._counts: dict[int, int] = {}
         self._alias: dict[int, int] = {}  # merged label -> the label it joined
+        self._tentative: set[int] = set()  # opened by a window too short to be sure of, alone so far
         self._next = 0
 
     @property
@@ -96,12 +97,23 @@ class OnlineClusters:
         best = max(sims, key=sims.__getitem__) if sims else None
         # A speaker count given bounds the speakers from above (no more open) and from below
         # (no merge under it); it never opens one early, when a voice's first windows are noisy.
+        if can_open and best is not None and sims[best] < self.join and self._tentative:
+            # A sure voice unlike every speaker: it takes over the label a lone short window
+            # opened (a first "Yes." says too little to be a speaker of its own).
+            label = min(self._tentative)
+            self._tentative.discard(label)
+            self._sums[label] = embedding * weight
+            return label
         if best is None or (can_open and sims[best] < self.join and len(sims) < self.hints.cap):
             label = self._next
             self._next += 1
             self._sums[label] = embedding * weight
             self._counts[label] = 1
+            if not can_open:
+                self._tentative.add(label)
             return label
+        if can_open:
+            self._tentative.discard(best)
         self._sums[best] = self._sums[best] + embedding * weight
         self._counts[best] += 1
         self._merge_converged()
@@ -117,6 +129,7 @@ class OnlineClusters:
             if sims[i, j] < self.merge:
                 return
             keep, drop = sorted((labels[i], labels[j]))
+            self._tentative.discard(drop)
             self._sums[keep] = self._sums[keep] + self._sums.pop(drop)
             self._counts[keep] += self._counts.pop(drop)
             self._alias[drop] = keep
