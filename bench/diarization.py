@@ -103,39 +103,40 @@ def summarise(rows: dict[str, dict]) -> dict:
     return out
 
 
+def each_recording(what: str, diarize) -> dict:
+    """`diarize(audio, hints)` -> (turns, rtf) on every recording, with no speaker count and
+    with the true one; DER per file."""
+    out: dict = {}
+    for hinted in (False, True):
+        rows: dict[str, dict] = {}
+        for name in recordings():
+            ref = reference(name)
+            hints = SpeakerHints(num_speakers=len(ref.labels())) if hinted else SpeakerHints()
+            turns, rtf = diarize(common.load(name + ".flac"), hints)
+            rows[name] = {**der(ref, turns), "rtf": round(rtf, 3)}
+            print(f"{what} {'count given' if hinted else 'no count'} {name}: {rows[name]}", flush=True)
+        out["count_given" if hinted else "no_count"] = summarise(rows)
+    return out
+
+
 def part_offline(engine) -> dict:
     from roomscribe.diarization.files import diarize_audio
 
-    out: dict = {}
-    for hinted in (False, True):
-        rows: dict[str, dict] = {}
-        for name in recordings():
-            ref = reference(name)
-            hints = SpeakerHints(num_speakers=len(ref.labels())) if hinted else SpeakerHints()
-            audio = common.load(name + ".flac")
-            t = time.perf_counter()
-            d = diarize_audio(audio, engine.speaker_encoder, engine.vad, hints)
-            seconds = time.perf_counter() - t
-            turns = [(x.start, x.end, x.speaker) for x in d.turns()]
-            rows[name] = {**der(ref, turns), "rtf": round(seconds / (len(audio) / 16000), 3)}
-            print(f"offline {'count given' if hinted else 'no count'} {name}: {rows[name]}", flush=True)
-        out["count_given" if hinted else "no_count"] = summarise(rows)
-    return out
+    def whole(audio, hints):
+        t = time.perf_counter()
+        d = diarize_audio(audio, engine.speaker_encoder, engine.vad, hints)
+        seconds = time.perf_counter() - t
+        return [(x.start, x.end, x.speaker) for x in d.turns()], seconds / (len(audio) / 16000)
+
+    return each_recording("offline", whole)
 
 
 def part_streaming(engine) -> dict:
-    out: dict = {}
-    for hinted in (False, True):
-        rows: dict[str, dict] = {}
-        for name in recordings():
-            ref = reference(name)
-            hints = SpeakerHints(num_speakers=len(ref.labels())) if hinted else SpeakerHints()
-            audio = common.load(name + ".flac")
-            res = simulate(engine, audio, StreamConfig(language="en", diarize=True, speakers=hints), mode="aware")
-            rows[name] = {**der(ref, word_turns(caption_words(res))), "rtf": round(res.rtf, 3)}
-            print(f"streaming {'count given' if hinted else 'no count'} {name}: {rows[name]}", flush=True)
-        out["count_given" if hinted else "no_count"] = summarise(rows)
-    return out
+    def live(audio, hints):
+        res = simulate(engine, audio, StreamConfig(language="en", diarize=True, speakers=hints), mode="aware")
+        return word_turns(caption_words(res)), res.rtf
+
+    return each_recording("streaming", live)
 
 
 def cp_errors(ref_by_speaker: dict[str, str], hyp_by_speaker: dict[str, str]) -> tuple[int, int, dict]:

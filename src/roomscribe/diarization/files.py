@@ -165,10 +165,9 @@ def diarize_audio(audio: np.ndarray, encoder, vad: SileroVAD, hints: SpeakerHint
 
 def attribute(segments: list, diarization: FileDiarization, language: str | None) -> list:
     """Transcript segments with a speaker on every word, split where the speaker changes."""
-    from ..engine import OfflineSegment
     from ..engine.text import tidy_text
 
-    out: list[OfflineSegment] = []
+    out: list = []  # OfflineSegments, replaced rather than imported: the engine imports this module
     for seg in segments:
         if not seg.words:
             out.append(dataclasses.replace(seg, speaker=diarization.speaker_at((seg.start + seg.end) / 2)))
