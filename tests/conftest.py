@@ -41,7 +41,7 @@ def server(engine):
 
 @pytest.fixture(scope="session")
 def diarization_extra():
-    from roomscribe.diarization.encoder import missing_packages
+    from roomscribe.diarization.extras import missing_packages
 
     missing = missing_packages()
     if missing:
@@ -99,3 +99,22 @@ def emulator_host() -> str:
     if host is None:
         pytest.skip(f"no private network namespace for WebRTC: {netns.reason}")
     return host
+
+
+@pytest.fixture(scope="session")
+def sortformer_extra():
+    from roomscribe.diarization.extras import missing_packages
+
+    missing = missing_packages("sortformer")
+    if missing:
+        pytest.skip(f"the sortformer extra is not installed ({', '.join(missing)}): pip install -e '.[sortformer]'")
+
+
+@pytest.fixture(scope="session")
+def random_sortformer_file(sortformer_extra, tmp_path_factory) -> Path:
+    """A small streaming Sortformer with random weights, saved as a .nemo file."""
+    from support.sortformer import random_sortformer
+
+    path = tmp_path_factory.mktemp("sortformer") / "random_sortformer.nemo"
+    random_sortformer().save_to(str(path))
+    return path

@@ -353,6 +353,22 @@ def test_sip_callers_flagged_participants_and_listed_ones_are_diarized_and_no_on
     assert set(run(scenario(everyone)).values()) == {True}
 
 
+def test_a_participant_flagged_mid_track_is_diarized_from_then_on_and_unflagged_again():
+    async def scenario():
+        room = FakeRoom()
+        room.join("desk", "TR_d")
+        room.join("alice", "TR_a")
+        flagged = {"desk": []}
+        desk = next(s for s in room.speakers if s.name == "desk")
+        for value in ("true", "false"):
+            room.captioner.update_participant(Participant("desk", attributes={"roomscribe.diarize": value}))
+            flagged["desk"].append(desk.diarize)
+        await room.captioner.aclose()
+        return flagged, next(s for s in room.speakers if s.name == "alice").diarize
+
+    assert run(scenario()) == ({"desk": [True, False]}, False)
+
+
 @pytest.mark.parametrize("value", ['"some"', "3", '["a", 1]'])
 def test_a_bad_diarize_list_in_job_metadata_is_refused_by_name(value):
     with pytest.raises(OptionsError, match="diarize must be a list of participant identities"):

@@ -16,10 +16,22 @@ from roomscribe.session.scheduler import Drained, Failure, StreamHandle
 SECOND = np.zeros(16000, dtype=np.float32)
 
 
+class ScriptedEngine:
+    """What a speaker asks of the engine itself: whether it can diarize here."""
+
+    def __init__(self, cannot_diarize: Exception | None = None):
+        self.cannot_diarize = cannot_diarize
+
+    def check_diarization(self, hints=None):
+        if self.cannot_diarize is not None:
+            raise self.cannot_diarize
+
+
 class ScriptedWorker:
     """The scheduler's interface; the test says what each engine stream delivers."""
 
-    def __init__(self):
+    def __init__(self, engine: ScriptedEngine | None = None):
+        self.engine = engine or ScriptedEngine()
         self.handles: list[StreamHandle] = []
         self.pushed: dict[int, float] = {}
         self.ended: list[StreamHandle] = []
@@ -114,6 +126,38 @@ def test_a_language_change_finishes_the_old_stream_and_the_next_audio_opens_one_
     assert new.config.language == "ko" and new.offset == pytest.approx(1.0)
     assert [c.text for c in seen] == ["last words.", "안녕하세요."]
     assert seen[1].start == pytest.approx(1.1)  # the new stream's times follow on
+
+
+def test_diarization_switched_on_mid_track_finishes_the_old_stream_and_opens_a_diarized_one():
+    async def scenario():
+        worker = ScriptedWorker()
+        speaker = LiveSpeaker(worker, StreamConfig(language="en"), name="desk")
+        speaker.push(SECOND)
+        speaker.set_diarize(True)
+        speaker.push(SECOND)
+        speaker.set_diarize(False)
+        speaker.push(SECOND)
+        return worker
+
+    worker = run(scenario())
+    assert [h.config.diarize for h in worker.handles] == [False, True, False]
+    assert worker.ended == worker.handles[:2]
+
+
+def test_diarization_this_process_cannot_do_leaves_the_track_one_speaker(caplog):
+    from roomscribe.diarization.extras import DiarizationUnavailableError
+
+    async def scenario():
+        worker = ScriptedWorker(ScriptedEngine(DiarizationUnavailableError("it needs torch")))
+        speaker = LiveSpeaker(worker, StreamConfig(language="en"), name="desk")
+        speaker.push(SECOND)
+        speaker.set_diarize(True)
+        speaker.push(SECOND)
+        return worker
+
+    worker = run(scenario())
+    assert [h.config.diarize for h in worker.handles] == [False] and not worker.ended
+    assert "desk has several voices, but it needs torch" in caplog.text
 
 
 def test_paused_audio_is_dropped_after_the_sentence_in_progress_is_finalised():

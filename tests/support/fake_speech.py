@@ -46,6 +46,9 @@ class FakeSpeaker:
         self._words: list[str] = []
         self._segment = ""
 
+    def set_diarize(self, diarize: bool) -> None:
+        self.diarize = diarize
+
     def set_prompt(self, prompt: str) -> None:
         if prompt != self.prompts[-1]:
             self.prompts.append(prompt)

@@ -227,9 +227,14 @@ class RoomCaptioner:
         return [t for t in tasks if t is not None]
 
     def update_participant(self, participant: Participant) -> None:
-        """A participant joined, or their attributes or metadata changed (their language may have)."""
+        """A participant joined, or their attributes or metadata changed (their language, or
+        whether their microphone hears several people, may have)."""
         self._participants[participant.identity] = participant
         self._apply_language(participant.identity)
+        diarize = self.diarized(participant)
+        for track in self._tracks.values():
+            if track.identity == participant.identity:
+                track.speaker.set_diarize(diarize)
         self._refresh_prompts()
 
     # -- what the recogniser is told to expect ------------------------------------------

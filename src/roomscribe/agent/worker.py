@@ -24,7 +24,7 @@ from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorTy
 
 from livekit import rtc
 
-from ..diarization.encoder import missing_packages
+from ..diarization.extras import NEEDS, missing_packages
 from ..engine import StreamConfig
 from ..session import EngineWorker, LiveSpeaker, OptionsError, Pipeline, shared_engine, worker_for
 from .capacity import PROCESS_CAPACITY
@@ -74,11 +74,13 @@ def live_speakers(worker: EngineWorker, options: CaptionOptions) -> SpeakerFacto
     def speaker(
         *, name: str, track: str, language: str | None, pipeline: Pipeline, prompt: str = "", diarize: bool = False
     ) -> LiveSpeaker:
-        if diarize and missing_packages():
+        backend = worker.engine.diarizer_choice.name
+        if diarize and missing_packages(backend):
             logger.error(
-                "%s has several voices, but speaker diarization needs pip install 'roomscribe[diarization]': "
-                "captioned as one speaker",
+                "%s has several voices, but speaker diarization (%s) needs pip install '%s': captioned as one speaker",
                 name,
+                backend,
+                NEEDS[backend][1],
             )
             diarize = False
         config = StreamConfig(policy=options.policy, language=language, prompt=prompt, diarize=diarize)

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from ..engine.speakers import DIARIZERS
 from ..session.formats import FORMATS
 from ..session.options import POLICIES, TASKS
 from .errors import EXIT_BAD_INPUT
@@ -22,6 +23,32 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default int8)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the model (default: all cores)")
     p.add_argument("--language", default=None, help="language code or name (en, ko, Korean, ...); default: detect")
+    p.add_argument(
+        "--diarizer",
+        default=os.environ.get("ROOMSCRIBE_DIARIZER") or "campplus",
+        choices=DIARIZERS,
+        help="speaker diarization backend: campplus (default; roomscribe[diarization]) or sortformer "
+        "(NVIDIA streaming Sortformer, up to 4 voices; roomscribe[sortformer]); env ROOMSCRIBE_DIARIZER",
+    )
+    p.add_argument(
+        "--diarizer-model",
+        default=os.environ.get("ROOMSCRIBE_DIARIZER_MODEL") or None,
+        help="the diarizer's model: for sortformer a .nemo file, or a hub name where a network exists "
+        "(default nvidia/diar_streaming_sortformer_4spk-v2.1); env ROOMSCRIBE_DIARIZER_MODEL",
+    )
+
+
+def engine_config(args):
+    """The engine a command's options ask for."""
+    from ..engine import EngineConfig
+    from ..engine.speakers import DiarizerChoice
+
+    return EngineConfig(
+        model=args.model,
+        compute_type=args.compute_type,
+        threads=args.threads,
+        diarizer=DiarizerChoice(args.diarizer, args.diarizer_model),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

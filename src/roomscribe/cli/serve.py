@@ -6,11 +6,12 @@ import logging
 import os
 import sys
 
+from . import engine_config
 from .errors import EXIT_BAD_INPUT, EXIT_NO_MODEL, fail
 
 
 def serve(args) -> int:
-    from ..engine import Engine, EngineConfig, ModelNotFoundError
+    from ..engine import Engine, ModelNotFoundError
     from ..session.options import OptionsError, parse_language
     from ..session.scheduler import worker_for
     from ..web.app import run
@@ -28,6 +29,7 @@ def serve(args) -> int:
             max_upload_mb=args.max_upload_mb,
             max_file_minutes=args.max_file_minutes,
             max_live_streams=args.max_live_streams,
+            diarizer=args.diarizer,
         )
         for warning in check_exposure(config, allow_no_auth=args.no_auth):
             print(f"roomscribe: warning: {warning}", file=sys.stderr)
@@ -35,7 +37,7 @@ def serve(args) -> int:
         return fail(str(exc), EXIT_BAD_INPUT)
     logging.getLogger("roomscribe").setLevel(logging.INFO)
     try:
-        engine = Engine(EngineConfig(model=args.model, compute_type=args.compute_type, threads=args.threads))
+        engine = Engine(engine_config(args))
     except ModelNotFoundError as exc:
         return fail(str(exc), EXIT_NO_MODEL)
     try:

@@ -24,25 +24,27 @@ def transcribe(args) -> int:
         )
     except OptionsError as exc:
         return fail(str(exc).replace("_speakers", "-speakers"), EXIT_BAD_INPUT)
-    if args.speakers is not None:
-        from ..diarization.encoder import DiarizationUnavailableError, require_packages
-
-        try:
-            require_packages()
-        except DiarizationUnavailableError as exc:
-            return fail(str(exc), EXIT_BAD_INPUT)
     if args.server:
         from .remote import transcribe_remote
 
         return transcribe_remote(args)
-    from ..engine import Engine, EngineConfig, ModelNotFoundError
+    if args.speakers is not None:
+        from ..diarization.extras import DiarizationUnavailableError, check_hints, require_packages
+
+        try:
+            check_hints(args.diarizer, args.speakers)
+            require_packages(args.diarizer)
+        except (DiarizationUnavailableError, ValueError) as exc:
+            return fail(str(exc), EXIT_BAD_INPUT)
+    from ..engine import Engine, ModelNotFoundError
+    from . import engine_config
 
     try:
         audio = load_audio(args.file)
     except AudioFileError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     try:
-        engine = Engine(EngineConfig(model=args.model, compute_type=args.compute_type, threads=args.threads))
+        engine = Engine(engine_config(args))
     except ModelNotFoundError as exc:
         return fail(str(exc), EXIT_NO_MODEL)
     if args.simulate:

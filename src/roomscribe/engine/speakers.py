@@ -12,9 +12,11 @@ at most half a hop from where it happened. State is bounded: the audio of the cu
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 
@@ -33,6 +35,74 @@ SURE = int(1.0 * SAMPLE_RATE)
 MIN_TAIL = int(0.25 * SAMPLE_RATE)  # a tail this short adds little to the window before it
 
 
+# The one list of diarization backends: "campplus" embeds windows of speech and clusters them
+# online (the default); "sortformer" is NVIDIA's streaming Sortformer through NeMo (4 voices).
+DiarizerName = Literal["campplus", "sortformer"]
+DIARIZERS: tuple[str, ...] = get_args(DiarizerName)
+
+
+@dataclass(frozen=True)
+class DiarizerChoice:
+    """Which diarization backend a process runs, and its model where it takes one (for
+    sortformer: a .nemo file, or a hub name where a network exists)."""
+
+    name: DiarizerName = "campplus"
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in DIARIZERS:
+            raise ValueError(f"unknown diarizer {self.name!r}: use one of {', '.join(DIARIZERS)}")
+
+    @classmethod
+    def from_env(cls) -> DiarizerChoice:
+        """ROOMSCRIBE_DIARIZER and ROOMSCRIBE_DIARIZER_MODEL, as every door reads them."""
+        name = os.environ.get("ROOMSCRIBE_DIARIZER", "").strip().lower() or "campplus"
+        return cls(name, os.environ.get("ROOMSCRIBE_DIARIZER_MODEL") or None)  # type: ignore[arg-type]
+
+
+class TrackSpeakers(Protocol):
+    """What a stream asks of its track's diarizer, whichever backend it is."""
+
+    def speech(self, start_sample: int, samples: np.ndarray) -> None:
+        """Speech the VAD found, at `start_sample` on the track's clock."""
+
+    def pause(self) -> None:
+        """The utterance ended."""
+
+    def catch_up(self, until: float) -> None:
+        """Do now the work words up to `until` (seconds) need, rather than at the next batch."""
+
+    @property
+    def has_labels(self) -> bool: ...
+
+    def speaker_at(self, start: float, end: float) -> str | None:
+        """The speaker of a word ("S1", "S2", ... in order of first use)."""
+
+
+class SpeakerBackend(Protocol):
+    """One per process, shared by every diarized stream and file; streams hold only state."""
+
+    def track(self, hints: SpeakerHints) -> TrackSpeakers:
+        """State for one more diarized stream."""
+
+    def work(self, tracks: list) -> None:
+        """The work the tracks have due, batched where the backend can; part of the engine's
+        step, so the scheduler counts and paces it like decoding."""
+
+    def diarize(self, audio: np.ndarray, vad, hints: SpeakerHints):
+        """A whole recording: an object with `speakers`, `speaker_at(seconds)` and `turns()`."""
+
+
+class SpeakerNames:
+    """Labels as captions show them: S1, S2, ... in the order captions first name them."""
+
+    def __init__(self) -> None:
+        self._names: dict[int, str] = {}
+
+    def __call__(self, label: int) -> str:
+        return self._names.setdefault(label, f"S{len(self._names) + 1}")
+
+
 @dataclass
 class SpeechWindow:
     """A stretch of speech due for an embedding (samples on the track's clock)."""
@@ -49,6 +119,8 @@ class SpeechWindow:
 
 
 class TrackDiarizer:
+    """The campplus backend's state for one track: windows, their labels, online clusters."""
+
     def __init__(self, embed: Callable[[list[np.ndarray]], np.ndarray], hints: SpeakerHints | None = None):
         self._embed = embed  # the shared encoder, for a window needed before its batch
         self.clusters = OnlineClusters(hints)
@@ -61,7 +133,7 @@ class TrackDiarizer:
         self._due: list[SpeechWindow] = []
         self._labelled: deque[SpeechWindow] = deque()
         self._open = False
-        self._names: dict[int, str] = {}  # S1, S2, ... in the order captions first name them
+        self._names = SpeakerNames()
 
     @property
     def _audio_end(self) -> int:
@@ -145,6 +217,4 @@ class TrackDiarizer:
 
     def speaker_at(self, start: float, end: float) -> str | None:
         label = self.label_at((start + end) / 2)
-        if label is None:
-            return None
-        return self._names.setdefault(label, f"S{len(self._names) + 1}")
+        return None if label is None else self._names(label)

@@ -23,7 +23,7 @@ from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
 from .quality import ECHO_WORDS, UNHEARD_MARGIN_SECONDS, UNHEARD_SPEECH_SECONDS, QualityGate
 from .segment import Segment
-from .speakers import SpeakerHints, TrackDiarizer
+from .speakers import SpeakerHints, TrackSpeakers
 from .text import (
     CJK_LANGUAGES,
     character_groups,
@@ -100,7 +100,7 @@ class SpeechStream:
         self._segment = Segment()
         self._hearings = SecondHearings(self.runner.encode_text, self._vad)
         self._detected_language: str | None = None
-        self.speakers: TrackDiarizer | None = None  # set by the engine for a diarized stream
+        self.speakers: TrackSpeakers | None = None  # set by the engine for a diarized stream
         self.ended = False
         self.decodes = 0
         self.second_hearings = 0

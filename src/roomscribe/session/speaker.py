@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..diarization.extras import DiarizationUnavailableError
 from ..engine import Event, EventType, StreamConfig
 from .caption import CaptionBuilder
 from .pipeline import Pipeline
@@ -111,6 +112,22 @@ class LiveSpeaker:
         logger.info("speaker %s now in %s", self.name, language or "the detected language")
         self._end_current()
         self.config = dataclasses.replace(self.config, language=language)
+
+    def set_diarize(self, diarize: bool) -> None:
+        """Tell the voices on the track apart from now on, or stop: a fresh stream, the old
+        one finishes its sentence first. Where this process cannot diarize, the error is
+        logged and the track stays one speaker."""
+        if diarize == self.config.diarize:
+            return
+        if diarize:
+            try:
+                self.worker.engine.check_diarization(self.config.speakers)
+            except (DiarizationUnavailableError, ValueError) as exc:
+                logger.error("%s has several voices, but %s: captioned as one speaker", self.name, exc)
+                return
+        logger.info("speaker %s %s", self.name, "now diarized" if diarize else "no longer diarized")
+        self._end_current()
+        self.config = dataclasses.replace(self.config, diarize=diarize)
 
     def set_prompt(self, prompt: str) -> None:
         """New names and words to expect, from the next decode on (the sentence in progress

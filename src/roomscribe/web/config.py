@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ..diarization.encoder import DiarizationUnavailableError, require_packages
+from ..diarization.extras import DiarizationUnavailableError, check_hints, require_packages
 from ..engine import StreamConfig
 from ..engine.clusters import SpeakerHints
 from ..session.options import OptionsError, PolicyName, parse_language, parse_policy, parse_prompt, parse_task
@@ -26,6 +26,7 @@ class ServerConfig:
     max_queued_files: int = 8
     max_sessions: int = 64
     max_live_streams: int = 64  # speakers across the page and /asr
+    diarizer: str = "campplus"  # the engine's diarization backend, checked before a stream opens
 
     def stream_config(
         self,
@@ -39,8 +40,9 @@ class ServerConfig:
         (`OptionsError`, a ValueError, when they are bad). `speakers` diarizes the stream."""
         if speakers is not None:
             try:
-                require_packages()
-            except DiarizationUnavailableError as exc:
+                check_hints(self.diarizer, speakers)
+                require_packages(self.diarizer)
+            except (DiarizationUnavailableError, ValueError) as exc:
                 raise OptionsError(str(exc)) from None
         return StreamConfig(
             policy=parse_policy(policy) if policy else self.policy,

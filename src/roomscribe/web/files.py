@@ -17,7 +17,7 @@ from aiohttp import MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..audio import SAMPLE_RATE, AudioFileError, TooLongError, UnsupportedFormatError, load_audio
-from ..diarization.encoder import DiarizationUnavailableError, require_packages
+from ..diarization.extras import DiarizationUnavailableError, check_hints, require_packages
 from ..engine import OfflineTranscript
 from ..engine.clusters import SpeakerHints
 from ..session.file_jobs import QueueFull
@@ -117,13 +117,14 @@ def _task(fields: dict[str, str]) -> str:
         raise RequestError(400, str(exc)) from None
 
 
-def _speakers(fields: dict[str, str]) -> SpeakerHints | None:
+def _speakers(fields: dict[str, str], diarizer: str) -> SpeakerHints | None:
     """`diarize=true` and its hints; checked before the upload is decoded."""
     try:
         hints = parse_speaker_hints(fields)
         if hints is not None:
-            require_packages()
-    except OptionsError as exc:
+            check_hints(diarizer, hints)
+            require_packages(diarizer)
+    except ValueError as exc:  # OptionsError and hints the backend cannot meet
         raise RequestError(400, str(exc)) from None
     except DiarizationUnavailableError as exc:
         raise RequestError(501, str(exc)) from None
@@ -154,7 +155,7 @@ async def transcribe_upload(request: web.Request) -> web.StreamResponse:
     try:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024**2))
         fields = {**request.query, **fields}
-        language, task, speakers = _language(fields), _task(fields), _speakers(fields)
+        language, task, speakers = _language(fields), _task(fields), _speakers(fields, config.diarizer)
         audio = await _decode(request, data, name)
         del data
         if fields.get("progress", "").lower() in ("1", "true", "yes") or "application/x-ndjson" in request.headers.get(
@@ -221,7 +222,7 @@ async def _openai(request: web.Request, task: str) -> web.Response:
         fmt = fields.get("response_format", "json")
         if fmt not in OPENAI_FORMATS:
             raise RequestError(400, f"response_format is one of {', '.join(OPENAI_FORMATS)}")
-        language, speakers = _language(fields), _speakers(fields)
+        language, speakers = _language(fields), _speakers(fields, config.diarizer)
         audio = await _decode(request, data, name)
         del data
         result = await _run(request, audio, language, fields.get("prompt"), task=task, speakers=speakers)

@@ -34,10 +34,11 @@ from livekit.agents.utils import AudioBuffer, is_given
 
 from livekit import rtc
 from roomscribe.audio import SAMPLE_RATE, FrameConverter
-from roomscribe.diarization.encoder import require_packages
+from roomscribe.diarization.extras import require_packages
 from roomscribe.engine import Engine, StreamConfig, Word
 from roomscribe.engine.clusters import SpeakerHints
 from roomscribe.engine.policies import PolicyName
+from roomscribe.engine.speakers import DiarizerChoice
 from roomscribe.session import Caption, InterimThrottle, LiveSpeaker, Pipeline, shared_engine, worker_for
 from roomscribe.session.options import parse_language, parse_policy, parse_prompt
 from roomscribe.session.scheduler import MODEL_LOCK
@@ -105,7 +106,9 @@ class STT(stt.STT):
                 decode and never transcribed by itself. At most 500 characters.
             diarization: the audio carries several voices (a meeting room's microphone, a
                 phone line): every transcript's `speaker_id` says whose it is ("S1", "S2", ...),
-                and a change of voice ends a transcript. Needs `roomscribe[diarization]`.
+                and a change of voice ends a transcript. Needs the extra of the process's
+                diarizer: `roomscribe[diarization]`, or `roomscribe[sortformer]` where
+                ROOMSCRIBE_DIARIZER=sortformer.
             engine: an already loaded `roomscribe.engine.Engine` to use instead of `model`.
 
         Raises:
@@ -113,7 +116,7 @@ class STT(stt.STT):
             DiarizationUnavailableError: diarization asked for without its extra installed.
         """
         if diarization:
-            require_packages()
+            require_packages((engine.diarizer_choice if engine is not None else DiarizerChoice.from_env()).name)
         super().__init__(
             capabilities=stt.STTCapabilities(
                 streaming=True,
