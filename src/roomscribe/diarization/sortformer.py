@@ -71,6 +71,11 @@ class SortformerDiarizer:
 
         self._torch = torch
         self.model = model.eval()
+        if self.model.device.type == "cpu":
+            logger.warning(
+                "the sortformer diarizer runs on CPU here: it needs about 3 cores per live track "
+                "(bench/diarization.py --parts sortformer); a GPU is what it is made for"
+            )
         self.model.streaming_mode = True
         self.model.async_streaming = True  # tracks' caches fill at their own pace
         self.live = live
@@ -87,15 +92,18 @@ class SortformerDiarizer:
         from nemo.utils import logging as nemo_logging
 
         nemo_logging.setLevel(logging.WARNING)  # NeMo logs INFO to stdout, where transcripts go
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         source = source or DEFAULT_MODEL
         path = Path(source).expanduser()
         if path.suffix == ".nemo" or path.exists():
             if not path.is_file():
                 raise DiarizationUnavailableError(f"no Sortformer model file at {path}")
-            model = SortformerEncLabelModel.restore_from(str(path), map_location="cpu")
+            model = SortformerEncLabelModel.restore_from(str(path), map_location=device)
         else:
             try:
-                model = SortformerEncLabelModel.from_pretrained(source, map_location="cpu")
+                model = SortformerEncLabelModel.from_pretrained(source, map_location=device)
             except Exception as exc:  # noqa: BLE001 - hub, network and format errors alike
                 raise DiarizationUnavailableError(
                     f"cannot load the Sortformer model {source!r} ({exc}); give a .nemo file with "
@@ -135,19 +143,21 @@ class SortformerDiarizer:
         torch = self._torch
         with self._lock, torch.inference_mode():
             self._configure(streaming)
-            signal = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-            feats, _ = self.model.preprocessor(input_signal=signal, length=torch.tensor([signal.shape[1]]))
+            device = self.model.device
+            signal = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device)
+            length = torch.tensor([signal.shape[1]], device=device)
+            feats, _ = self.model.preprocessor(input_signal=signal, length=length)
             a, b = lo - left - first, hi + right - first
             chunk = feats[:, :, a:b].transpose(1, 2)
             state, preds = self.model.forward_streaming_step(
                 processed_signal=chunk,
-                processed_signal_length=torch.tensor([b - a]),
+                processed_signal_length=torch.tensor([b - a], device=device),
                 streaming_state=state,
-                total_preds=torch.zeros((1, 0, self.speakers)),
+                total_preds=torch.zeros((1, 0, self.speakers), device=device),
                 left_offset=left,
                 right_offset=right,
             )
-        return state, preds[0].float().numpy()
+        return state, preds[0].float().cpu().numpy()
 
     def _configure(self, streaming: Streaming) -> None:
         modules = self.model.sortformer_modules
