@@ -118,3 +118,23 @@ def random_sortformer_file(sortformer_extra, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("sortformer") / "random_sortformer.nemo"
     random_sortformer().save_to(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def translate_extra():
+    from roomscribe.translation.backends import missing_packages
+
+    missing = missing_packages("llama")
+    if missing:
+        pytest.skip(f"the translate extra is not installed ({', '.join(missing)}): pip install -e '.[translate]'")
+
+
+@pytest.fixture(scope="session")
+def llama_translator(translate_extra):
+    """The packaged translation model, loaded once for the session."""
+    from roomscribe.translation.llama import LlamaTranslator
+
+    translator = LlamaTranslator()
+    translator.load()
+    yield translator
+    translator.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -146,7 +147,7 @@ def test_control_messages_parse():
     assert parse(b'{"type": "set_language", "participant": "kim", "language": "ko"}') == SetLanguage("ko", "kim")
     assert parse(b'{"type": "set_language", "participant": "kim", "language": null}') == SetLanguage(None, "kim")
     for payload in (b'{"type": "reboot"}', b'{"type": "stop"}'):  # a room cannot be stopped by a participant
-        with pytest.raises(ControlError, match=r"\(known here: pause, resume, set_language\)"):
+        with pytest.raises(ControlError, match=r"\(known here: pause, resume, set_language, set_translation\)"):
             parse(payload)
 
 
@@ -270,3 +271,49 @@ def test_a_caption_of_a_voice_within_a_track_names_it_in_roomscribe_speaker():
     asyncio.run(scenario())
     assert sent[0]["sender"] == "caller" and sent[0][ATTRIBUTE_SPEAKER] == "S2"
     assert ATTRIBUTE_SPEAKER not in sent[1]
+
+
+def test_a_translation_goes_out_as_its_own_stream_tied_to_the_caption_by_track_and_segment():
+    from types import SimpleNamespace
+
+    from roomscribe.agent.livekit_room import LiveKitCaptionSender
+    from roomscribe.session import Caption
+
+    sent: list[tuple[dict, str]] = []
+
+    class Writer:
+        def __init__(self, attributes):
+            self.attributes = attributes
+
+        async def write(self, text):
+            sent.append((self.attributes, text))
+
+        async def aclose(self):
+            pass
+
+    async def stream_text(*, topic, sender_identity, attributes):
+        assert topic == "lk.transcription" and sender_identity == "alice"
+        return Writer(attributes)
+
+    room = SimpleNamespace(isconnected=lambda: True, local_participant=SimpleNamespace(stream_text=stream_text))
+    sender = LiveKitCaptionSender(room, legacy="never")
+    caption = Caption("alice", "SG_1", "Good morning.", final=True, track="TR_a", language="en", lag=2.5)
+    both = {"ko": "좋은 아침입니다.", "fr": "Bonjour."}
+    translated = dataclasses.replace(caption, translations=both, translated=("ko",))
+
+    async def scenario():
+        await sender(caption)
+        await sender(translated)
+
+    asyncio.run(scenario())
+    (original, _), (attributes, text) = sent
+    assert text == "좋은 아침입니다."
+    assert attributes == {
+        "lk.transcribed_track_id": "TR_a",
+        "lk.segment_id": "SG_1",
+        "lk.transcription_final": "true",
+        "roomscribe.language": "ko",
+        "roomscribe.translation_of": "en",
+        "roomscribe.lag": "2.50",
+    }
+    assert original["roomscribe.language"] == "en" and "roomscribe.translation_of" not in original

@@ -373,3 +373,130 @@ def test_a_participant_flagged_mid_track_is_diarized_from_then_on_and_unflagged_
 def test_a_bad_diarize_list_in_job_metadata_is_refused_by_name(value):
     with pytest.raises(OptionsError, match="diarize must be a list of participant identities"):
         CaptionOptions().with_metadata(f'{{"diarize": {value}}}')
+
+
+# -- translation ----------------------------------------------------------------------------
+class TranslatingRoom(FakeRoom):
+    """A FakeRoom whose captioner translates on a scripted backend."""
+
+    def __init__(self, options: CaptionOptions, translator=None):
+        from roomscribe.translation import TranslationService
+        from support.translators import ScriptedTranslator
+
+        self.translator = translator or ScriptedTranslator()
+        self.service = TranslationService(self.translator, timeout=0.3)
+        self.announced: list[tuple[str, tuple[str, ...]]] = []
+        super().__init__(options)
+        self.captioner = RoomCaptioner(
+            options,
+            self.make_speaker,
+            self.send,
+            translation=self.service,
+            on_translation=lambda state, languages: self.announced.append((state, languages)),
+        )
+
+    def translations(self, language: str) -> list[str]:
+        return [c.translations[language] for c in self.sent if language in c.translated]
+
+
+def test_each_speakers_finals_are_translated_into_the_rooms_other_languages():
+    async def scenario():
+        room = TranslatingRoom(CaptionOptions(translate=("en", "ko"), participant_languages={"minji": "ko"}))
+        room.captioner.start_translation()
+        alice, minji = room.join("alice", "TR_a"), room.join("minji", "TR_m", name="Minji Kim")
+        alice.put("good", "morning", ".")
+        minji.put("안녕하세요", ".")
+        await settle()
+        await room.captioner.aclose()
+        return room
+
+    room = run(scenario())
+    room.service.close()
+    assert room.finals("alice")[0] == "good morning"
+    assert room.translations("ko") == ["[ko] good morning"]
+    assert room.translations("en") == ["[en] 안녕하세요"]
+    (ko,) = [c for c in room.sent if c.translated == ("ko",)]
+    (caption,) = [c for c in room.sent if c.final and not c.translated and c.participant == "alice"]
+    assert (ko.segment_id, ko.track, ko.participant) == (caption.segment_id, "TR_a", "alice")
+    assert all("Minji Kim" in r.glossary for r in room.translator.requests)
+    assert room.announced[0] == ("on", ("en", "ko"))
+
+
+def test_set_translation_control_changes_the_rooms_languages_for_every_speaker():
+    async def scenario():
+        room = TranslatingRoom(CaptionOptions())
+        room.captioner.start_translation()
+        alice = room.join("alice", "TR_a")
+        alice.put("before", ".")
+        await settle()
+        room.captioner.handle_control("bob", b'{"type": "set_translation", "languages": ["fr", "Spanish"]}')
+        alice.put("after", ".")
+        await settle()
+        await room.service.drain(5)
+        room.captioner.handle_control("bob", b'{"type": "set_translation", "languages": []}')
+        alice.put("off", "again", ".")
+        await settle()
+        await room.captioner.aclose()
+        return room
+
+    room = run(scenario())
+    room.service.close()
+    assert [r.text for r in room.translator.requests] == ["after", "after"]
+    assert sorted(room.translations("fr") + room.translations("es")) == ["[es] after", "[fr] after"]
+    assert room.announced == [("off", ()), ("on", ("fr", "es")), ("off", ())]
+
+
+def test_a_failing_translator_leaves_captions_flowing_and_the_room_is_told(caplog):
+    async def scenario():
+        room = TranslatingRoom(CaptionOptions(translate=("ko",)))
+        room.captioner.start_translation()
+        room.translator.fail = True
+        alice = room.join("alice", "TR_a")
+        for word in ("one", ".", "two", ".", "three", "."):
+            alice.put(word)
+            await settle()
+            await room.service.drain(5)
+        await settle()
+        failing = list(room.announced)
+        room.translator.fail = False
+        alice.put("four", ".")
+        await settle()
+        await room.service.drain(5)
+        await settle()
+        await room.captioner.aclose()
+        return room, failing
+
+    with caplog.at_level(logging.WARNING, logger="roomscribe.translation"):
+        room, failing = run(scenario())
+    room.service.close()
+    assert room.finals("alice")[:4] == ["one", "two", "three", "four"]
+    assert room.translations("ko") == ["[ko] four"]
+    assert failing[-1][0].startswith("failing: scripted: the backend is down")
+    assert room.announced[-1] == ("on", ("ko",))
+    assert "translation failed" in caplog.text
+
+
+def test_a_room_that_asks_for_translation_where_there_is_none_is_told_why(caplog):
+    async def scenario():
+        announced = []
+        room = FakeRoom()
+        captioner = RoomCaptioner(
+            CaptionOptions(translate=("ko",)),
+            room.make_speaker,
+            room.send,
+            translation_unavailable="no translator: pip install 'roomscribe[translate]'",
+            on_translation=lambda state, languages: announced.append((state, languages)),
+        )
+        captioner.start_translation()
+        return announced
+
+    with caplog.at_level(logging.ERROR, logger="roomscribe.agent"):
+        announced = run(scenario())
+    assert announced == [("unavailable: no translator: pip install 'roomscribe[translate]'", ("ko",))]
+    assert "asks for translation" in caplog.text
+
+
+@pytest.mark.parametrize("value", [["klingon"], "auto", 7])
+def test_a_bad_translate_list_in_job_metadata_is_refused_by_name(value):
+    with pytest.raises(OptionsError, match="translat"):
+        CaptionOptions().with_metadata(json.dumps({"translate": value}))

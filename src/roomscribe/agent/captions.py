@@ -30,6 +30,7 @@ class CaptionPublisher:
         self._shown: set[tuple[str, str]] = set()  # (track, segment) with text on screen, not final yet
         self.sent_finals = 0
         self.failed_finals = 0
+        self.sent_translations = 0
 
     def publish(self, caption: Caption) -> None:
         """Queue a caption (never blocks)."""
@@ -69,7 +70,9 @@ class CaptionPublisher:
         for attempt in range(1, attempts + 1):
             try:
                 await self._send(caption)
-                if caption.final:
+                if caption.translated:
+                    self.sent_translations += 1
+                elif caption.final:
                     self.sent_finals += 1
                 return
             except asyncio.CancelledError:
@@ -85,7 +88,7 @@ class CaptionPublisher:
                 )
                 if attempt < attempts:
                     await asyncio.sleep(0.2 * attempt)
-        if caption.final:
+        if caption.final and not caption.translated:
             self.failed_finals += 1
             logger.error(
                 "final caption %s of %s could not be sent: %r", caption.segment_id, caption.participant, caption.shown

@@ -39,6 +39,9 @@ ATTRIBUTE_LANGUAGE = "roomscribe.language"  # ours: the caption's language
 ATTRIBUTE_CAPTIONS = "roomscribe.captions"  # on the bot: "on" or "paused"
 ATTRIBUTE_LAG = "roomscribe.lag"  # ours: seconds the caption trails the speaker's audio
 ATTRIBUTE_SPEAKER = "roomscribe.speaker"  # ours: the voice within a diarized track ("S1", "S2", ...)
+ATTRIBUTE_TRANSLATION_OF = "roomscribe.translation_of"  # ours: a translation's source language
+ATTRIBUTE_TRANSLATION = "roomscribe.translation"  # on the bot: "off", "on", "failing: <why>", "unavailable: <why>"
+ATTRIBUTE_TRANSLATION_LANGUAGES = "roomscribe.translation_languages"  # on the bot: "en,ko"
 FRAME_MS = 40  # 4x fewer Python wake-ups per track than the default 10 ms; the VAD steps 32 ms anyway
 
 LegacyMode = Literal["auto", "always", "never"]
@@ -52,6 +55,12 @@ class LiveKitCaptionSender:
     async def __call__(self, caption: Caption) -> None:
         if not self._room.isconnected():
             raise ConnectionError("the room is not connected")
+        if caption.translated:
+            # Translations go out as their own streams, tied to the caption by track and
+            # segment id; the caption itself was sent already.
+            for language in caption.translated:
+                await self._send_translation(caption, language)
+            return
         attributes = {
             ATTRIBUTE_TRANSCRIPTION_TRACK_ID: caption.track,
             ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: caption.segment_id,
@@ -85,6 +94,23 @@ class LiveKitCaptionSender:
                     ],
                 )
             )
+
+    async def _send_translation(self, caption: Caption, language: str) -> None:
+        attributes = {
+            ATTRIBUTE_TRANSCRIPTION_TRACK_ID: caption.track,
+            ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: caption.segment_id,
+            ATTRIBUTE_TRANSCRIPTION_FINAL: "true",
+            ATTRIBUTE_LANGUAGE: language,
+            ATTRIBUTE_TRANSLATION_OF: caption.language or "",
+            ATTRIBUTE_LAG: f"{caption.lag:.2f}",
+        }
+        if caption.speaker is not None:
+            attributes[ATTRIBUTE_SPEAKER] = caption.speaker
+        writer = await self._room.local_participant.stream_text(
+            topic=TOPIC_TRANSCRIPTION, sender_identity=caption.participant, attributes=attributes
+        )
+        await writer.write(caption.translations[language])
+        await writer.aclose()
 
     def _legacy_needed(self) -> bool:
         if self._legacy == "auto":
@@ -186,16 +212,29 @@ def announce_paused(room: rtc.Room) -> Callable[[bool], None]:
     """A `on_paused` callback that shows the caption state in the bot's attributes."""
 
     def on_paused(paused: bool) -> None:
-        if room.isconnected():
-            task = asyncio.ensure_future(
-                room.local_participant.set_attributes({ATTRIBUTE_CAPTIONS: "paused" if paused else "on"})
-            )
-            task.add_done_callback(
-                lambda t: (
-                    t.cancelled()
-                    or t.exception() is None
-                    or logger.warning("could not set caption state: %s", t.exception())
-                )
-            )
+        _set_attributes(room, {ATTRIBUTE_CAPTIONS: "paused" if paused else "on"})
 
     return on_paused
+
+
+def announce_translation(room: rtc.Room) -> Callable[[str, tuple[str, ...]], None]:
+    """An `on_translation` callback: the room's translation state and languages in the bot's
+    attributes, so a frontend offers those languages and says when translation fails."""
+
+    def on_translation(state: str, languages: tuple[str, ...]) -> None:
+        _set_attributes(
+            room, {ATTRIBUTE_TRANSLATION: state[:200], ATTRIBUTE_TRANSLATION_LANGUAGES: ",".join(languages)}
+        )
+
+    return on_translation
+
+
+def _set_attributes(room: rtc.Room, attributes: dict[str, str]) -> None:
+    if not room.isconnected():
+        return
+    task = asyncio.ensure_future(room.local_participant.set_attributes(attributes))
+    task.add_done_callback(
+        lambda t: (
+            t.cancelled() or t.exception() is None or logger.warning("could not set %s: %s", attributes, t.exception())
+        )
+    )

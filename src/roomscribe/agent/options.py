@@ -6,7 +6,8 @@ Job metadata (set on the dispatch or in a token's room configuration) is JSON:
      "participant_languages": {"minji": "ko"},
      "policy": "localagreement",            # or "alignatt"
      "interims_per_second": 4,              # 0 turns interim captions off
-     "diarize": ["front-desk"]}             # tracks with several voices: identities, or "all"
+     "diarize": ["front-desk"],             # tracks with several voices: identities, or "all"
+     "translate": ["en", "ko"]}             # captions translated into these (each but its own)
 
 SIP participants, and participants with the attribute `roomscribe.diarize` = `true`, are
 diarized whatever the metadata says: their captions carry `roomscribe.speaker` (S1, S2, ...).
@@ -21,6 +22,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 
+from ..session.control import ControlError, parse_translation_languages
 from ..session.options import MAX_PROMPT_CHARACTERS, OptionsError, parse_language, parse_policy, parse_prompt
 
 
@@ -33,6 +35,7 @@ class CaptionOptions:
     prompt: str = ""  # names and words to expect in this room
     participant_names: bool = True  # the room's participants' names join every speaker's prompt
     diarize: frozenset[str] | bool = frozenset()  # identities whose tracks carry several voices; True: all
+    translate: tuple[str, ...] = ()  # languages every caption is translated into (but its own)
 
     def prompt_with(self, names: list[str]) -> str:
         """The room's prompt followed by participants' names, as many as fit."""
@@ -57,6 +60,7 @@ class CaptionOptions:
             "policy": env.get("ROOMSCRIBE_POLICY"),
             "interims_per_second": env.get("ROOMSCRIBE_INTERIMS_PER_SECOND"),
             "prompt": env.get("ROOMSCRIBE_PROMPT"),
+            "translate": env.get("ROOMSCRIBE_TRANSLATE"),
         }
         return cls().updated({k: v for k, v in raw.items() if v is not None})
 
@@ -102,6 +106,11 @@ class CaptionOptions:
             changes["participant_names"] = data["participant_names"]
         if "diarize" in data:
             changes["diarize"] = _diarize(data["diarize"])
+        if "translate" in data:
+            try:
+                changes["translate"] = parse_translation_languages(data["translate"], "translate")
+            except ControlError as exc:
+                raise OptionsError(str(exc)) from None
         return replace(self, **changes)
 
 

@@ -15,6 +15,12 @@ A speaker's language, first match wins: a `set_language` control message; the
 participant attribute `roomscribe.language` (or `language`); `{"language": ...}` in
 the participant's metadata; the job's `participant_languages`; the job's room default;
 detection.
+
+Translation: the room's target languages (the job's `translate`, then `set_translation`
+control messages) are shared by every track's `TranslationStage`; each final is translated
+into each of them but its own language, on the process's one `TranslationService`.
+`on_translation` is told the room's translation state ("off", "on", "failing: ...",
+"unavailable: ...") and languages whenever either changes.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..session.control import ControlError, Pause, Resume, SetLanguage, parse_control
+from ..session.control import ControlError, Pause, Resume, SetLanguage, SetTranslation, parse_control
 from ..session.options import OptionsError, parse_language
 from ..session.pipeline import InterimThrottle, Pipeline
+from ..session.translation import TranslationStage, TranslationTargets
+from ..translation import TranslationService
 from .captions import CaptionPublisher, CaptionSend
 from .options import CaptionOptions
 
@@ -36,7 +44,8 @@ logger = logging.getLogger("roomscribe.agent")
 
 LANGUAGE_ATTRIBUTES = ("roomscribe.language", "language")
 ATTRIBUTE_DIARIZE = "roomscribe.diarize"  # on a participant: "true" when its microphone hears several people
-ROOM_CONTROLS = (Pause, Resume, SetLanguage)  # the control messages a room acts on
+ROOM_CONTROLS = (Pause, Resume, SetLanguage, SetTranslation)  # the control messages a room acts on
+TRANSLATION_DRAIN_SECONDS = 10.0  # the most a closing room waits for translations in flight
 _UNSET = object()
 
 
@@ -126,8 +135,17 @@ class RoomCaptioner:
         send: CaptionSend,
         on_paused: Callable[[bool], None] | None = None,
         capacity: Any = None,
+        translation: TranslationService | None = None,
+        translation_unavailable: str | None = None,
+        on_translation: Callable[[str, tuple[str, ...]], None] | None = None,
     ):
         self.options = options
+        self.translation = translation
+        self._translation_unavailable = translation_unavailable or "no translator in this worker"
+        self._on_translation = on_translation
+        self.translation_targets = TranslationTargets(options.translate)
+        self._stages: dict[str, TranslationStage] = {}
+        self._remove_listener: Callable[[], None] | None = None
         self._capacity = capacity  # told of every track opened and closed (see capacity.py)
         self._speaker_factory = speaker_factory
         self.publisher = CaptionPublisher(send)
@@ -177,7 +195,12 @@ class RoomCaptioner:
         if muted:
             self._muted.add(track_sid)
         language = self.language_of(identity)
-        pipeline = Pipeline([InterimThrottle(self.options.interim_interval)], [self.publisher.publish])
+        stages: list = [InterimThrottle(self.options.interim_interval)]
+        if self.translation is not None:
+            stage = TranslationStage(self.translation, self.translation_targets, self.glossary)
+            self._stages[track_sid] = stage
+            stages.append(stage)
+        pipeline = Pipeline(stages, [self.publisher.publish])
         diarize = self.diarized(participant)
         speaker = self._speaker_factory(
             name=identity,
@@ -213,6 +236,7 @@ class RoomCaptioner:
 
         def closed(_: asyncio.Task) -> None:
             self._closing.pop(track_sid, None)
+            self._stages.pop(track_sid, None)
             self.publisher.forget_track(track_sid)
             if self._capacity is not None:
                 self._capacity.track_closed()
@@ -244,6 +268,37 @@ class RoomCaptioner:
         names = [p.name or p.identity for p in self._participants.values()]
         return self.options.prompt_with(list(dict.fromkeys(n.strip() for n in names if n.strip())))
 
+    def glossary(self) -> tuple[str, ...]:
+        """Names a translation keeps as written: the room's participants'."""
+        names = [p.name or p.identity for p in self._participants.values()]
+        return tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+
+    # -- translation -------------------------------------------------------------------
+    def start_translation(self) -> None:
+        """Announce the room's translation state (call on the room's loop, once it runs)."""
+        if self.translation is not None and self._remove_listener is None:
+            self._remove_listener = self.translation.add_state_listener(lambda *_: self._announce_translation())
+        if self.translation_targets and self.translation is None:
+            logger.error("the room asks for translation, which is off: %s", self._translation_unavailable)
+        self._announce_translation()
+
+    def translation_state(self) -> str:
+        if not self.translation_targets:
+            return "off"
+        if self.translation is None:
+            return f"unavailable: {self._translation_unavailable}"
+        if self.translation.state == "failing":
+            return f"failing: {self.translation.last_error}"
+        return "on"
+
+    def set_translation(self, languages: tuple[str, ...]) -> None:
+        self.translation_targets.set(languages)
+        self._announce_translation()
+
+    def _announce_translation(self) -> None:
+        if self._on_translation is not None:
+            self._on_translation(self.translation_state(), self.translation_targets.languages)
+
     def _refresh_prompts(self) -> None:
         prompt = self.prompt()
         for track in self._tracks.values():
@@ -273,6 +328,8 @@ class RoomCaptioner:
         elif isinstance(message, SetLanguage):
             self._language_overrides[message.participant] = message.language
             self._apply_language(message.participant)
+        elif isinstance(message, SetTranslation):
+            self.set_translation(message.languages)
 
     def set_paused(self, paused: bool) -> None:
         if paused == self.paused:
@@ -289,6 +346,12 @@ class RoomCaptioner:
         tasks += list(self._closing.values())
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self.translation is not None:
+            await self.translation.drain(TRANSLATION_DRAIN_SECONDS)  # the last finals' translations
+            for stage in self._stages.values():
+                stage.close()
+            if self._remove_listener is not None:
+                self._remove_listener()
         await self.publisher.aclose()
 
     # -- internals -------------------------------------------------------------------

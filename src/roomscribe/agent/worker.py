@@ -27,8 +27,15 @@ from livekit import rtc
 from ..diarization.extras import NEEDS, missing_packages
 from ..engine import StreamConfig
 from ..session import EngineWorker, LiveSpeaker, OptionsError, Pipeline, shared_engine, worker_for
+from ..translation import shared_translation, translation_unavailable
 from .capacity import PROCESS_CAPACITY
-from .livekit_room import ATTRIBUTE_CAPTIONS, LiveKitCaptionSender, announce_paused, bind_room
+from .livekit_room import (
+    ATTRIBUTE_CAPTIONS,
+    LiveKitCaptionSender,
+    announce_paused,
+    announce_translation,
+    bind_room,
+)
 from .options import CaptionOptions
 from .room import RoomCaptioner, SpeakerFactory
 
@@ -101,12 +108,16 @@ async def entrypoint(ctx: JobContext) -> None:
         LiveKitCaptionSender(ctx.room, legacy=legacy_mode()),
         on_paused=announce_paused(ctx.room),
         capacity=PROCESS_CAPACITY,
+        translation=shared_translation(),
+        translation_unavailable=translation_unavailable(),
+        on_translation=announce_translation(ctx.room),
     )
     _rooms[id(ctx)] = captioner
     bind_room(ctx.room, captioner)
     leave_when_empty(ctx)
     logger.info("captioning room %s (options %s)", ctx.job.room.name, options)
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    captioner.start_translation()
 
 
 async def on_session_end(ctx: JobContext) -> None:

@@ -33,6 +33,9 @@ class Caption:
     track: str = ""  # the audio track it was heard on, where the door has one (a LiveKit track sid)
     speaker: str | None = None  # a voice within the track, for tracks that carry several
     translations: dict[str, str] = field(default_factory=dict)  # language -> translated text
+    # The languages this update adds translations in: the segment's final again, its own text
+    # unchanged (sinks that show one language send only those; transcripts keep the whole).
+    translated: tuple[str, ...] = ()
     revised: bool = False  # a final that replaces the earlier final of its segment
 
     @property

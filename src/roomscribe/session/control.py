@@ -5,6 +5,7 @@ Each is one JSON object with a `type`; every door accepts the kinds that make se
     {"type": "pause"}  {"type": "resume"}                 # captions off / on again
     {"type": "set_language", "language": "ko"}             # null or "auto": detect again
     {"type": "set_language", "participant": "minji", "language": "ko"}   # in a room: whose
+    {"type": "set_translation", "languages": ["en", "ko"]}   # translate into these ([]: none)
     {"type": "stop"}                                       # no more audio (/asr)
     {"type": "ping", "t": 123}                             # answered with a pong (the page)
 
@@ -43,6 +44,11 @@ class SetLanguage:
 
 
 @dataclass(frozen=True)
+class SetTranslation:
+    languages: tuple[str, ...]  # () switches translation off
+
+
+@dataclass(frozen=True)
 class Stop:
     pass
 
@@ -52,8 +58,16 @@ class Ping:
     t: object = None  # echoed back as it came
 
 
-ControlMessage = Pause | Resume | SetLanguage | Stop | Ping
-_KINDS: dict[str, type] = {"pause": Pause, "resume": Resume, "set_language": SetLanguage, "stop": Stop, "ping": Ping}
+ControlMessage = Pause | Resume | SetLanguage | SetTranslation | Stop | Ping
+_KINDS: dict[str, type] = {
+    "pause": Pause,
+    "resume": Resume,
+    "set_language": SetLanguage,
+    "set_translation": SetTranslation,
+    "stop": Stop,
+    "ping": Ping,
+}
+MAX_TRANSLATION_LANGUAGES = 6
 
 
 def parse_control(payload: bytes | str, accepted: tuple[type, ...] = tuple(_KINDS.values())) -> ControlMessage:
@@ -80,6 +94,31 @@ def parse_control(payload: bytes | str, accepted: tuple[type, ...] = tuple(_KIND
             return SetLanguage(parse_language(data["language"]), participant)
         except OptionsError as exc:
             raise ControlError(str(exc)) from None
+    if kind is SetTranslation:
+        return SetTranslation(parse_translation_languages(data.get("languages")))
     if kind is Ping:
         return Ping(data.get("t"))
     return kind()
+
+
+def parse_translation_languages(value: object, what: str = "languages") -> tuple[str, ...]:
+    """Translation targets: a list (or comma-separated string) of languages, each once."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple):
+        raise ControlError(f'{what} must be a list of languages, such as ["en", "ko"]')
+    out: list[str] = []
+    for item in value:
+        try:
+            code = parse_language(item, "translation language")
+        except OptionsError as exc:
+            raise ControlError(str(exc)) from None
+        if code is None:
+            raise ControlError(f"{what}: a translation language must be a language, not {item!r}")
+        if code not in out:
+            out.append(code)
+    if len(out) > MAX_TRANSLATION_LANGUAGES:
+        raise ControlError(f"{what}: at most {MAX_TRANSLATION_LANGUAGES} translation languages, not {len(out)}")
+    return tuple(out)
