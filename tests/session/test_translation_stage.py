@@ -95,3 +95,16 @@ def test_translation_targets_are_parsed_and_bounded():
     ):
         with pytest.raises(ControlError, match=match):
             TranslationTargets(bad)
+
+
+def test_a_files_segments_are_translated_in_place_in_order_each_with_the_ones_before():
+    from roomscribe.session.translation import translate_captions
+
+    translator = ScriptedTranslator()
+    service = TranslationService(translator)
+    segments = [caption("One.", "SG_1"), caption("Two.", "SG_2"), caption("하나.", "SG_3", language="ko")]
+    asyncio.run(translate_captions(service, segments, TranslationTargets(["ko", "fr"])))
+    service.close()
+    assert segments[0].translations == {"ko": "[ko] One.", "fr": "[fr] One."}
+    assert segments[2].translations == {"fr": "[fr] 하나."}
+    assert [r.context for r in translator.requests if r.target == "ko"][1] == (("One.", "[ko] One."),)

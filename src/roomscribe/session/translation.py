@@ -101,3 +101,27 @@ class TranslationStage(Stage):
         """The speaker is gone: queued translations of it are dropped, late ones ignored."""
         self._closed = True
         self.service.cancel(lambda key: isinstance(key, tuple) and key[0] == id(self))
+
+
+async def translate_captions(
+    service: TranslationService,
+    captions: list[Caption],
+    targets: TranslationTargets,
+    glossary: tuple[str, ...] = (),
+    timeout: float = 600.0,
+) -> None:
+    """Fill `translations` of finished captions (a file's segments) in place, in order, each
+    with the sentences before it as context, through the process's queue. A segment whose
+    translation failed keeps what it has; `service.status()` says why."""
+    stage = TranslationStage(service, targets, lambda: glossary)
+    by_segment = {c.segment_id: c for c in captions}
+
+    def keep(caption: Caption) -> None:
+        if caption.translated:
+            by_segment[caption.segment_id].translations.update(caption.translations)
+
+    for caption in captions:
+        if caption.final and caption.text.strip():
+            stage.process(dataclasses.replace(caption, translations={}), keep)
+            # One at a time: each sentence's translation is the next one's context.
+            await service.drain(timeout)
