@@ -10,11 +10,13 @@ like production. Measured:
   emulator received the last final caption of that turn (a final belongs to the speaker's
   latest turn that had begun when it arrived), p50/p90 per speaker and over all;
 - WER of the captions per speaker against the turns' text (turns without text left out);
-- CPU of the bot process (seconds of CPU per second of meeting) and its peak RSS.
+- CPU of the bot process (seconds of CPU per second of meeting) and its peak RSS;
+- with `--translate ko ...`: each translation's delay after its caption's first final
+  reached the room (`bench/translation.py` runs this part for 1 and 4 speakers).
 
 Needs root: WebRTC skips loopback, so the benchmark runs in a private network namespace.
 
-    python bench/room.py [--policy localagreement|alignatt] [--seconds N]
+    python bench/room.py [--policy localagreement|alignatt] [--seconds N] [--speakers N] [--translate ko ...]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ MIX = "meetings/mixed/mtg_en_7spk.flac"
 TURNS = EVAL / "meetings/mixed/mtg_en_7spk.turns.json"
 API_KEY, API_SECRET = "devkey", "roomscribe-bench-secret-0123456789abcdef"
 ROOM = "meeting"
+FINAL = {"lk.transcription_final": "true"}
 
 
 def speaker_tracks(mix: np.ndarray, turns: list[dict], seconds: float) -> dict[str, np.ndarray]:
@@ -83,12 +86,19 @@ class BotProcess(ChildProcess):
         self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss / 2**20)
 
 
-async def run(policy: str, seconds: float) -> dict:
+async def run(policy: str, seconds: float, speakers: int | None = None, translate: tuple[str, ...] = ()) -> dict:
+    """`speakers`: only the N who say most (by speech time); `translate`: the room's languages."""
     import psutil
 
     from emulator import Emulator
 
     turns = [t for t in json.loads(TURNS.read_text()) if t["end"] <= seconds]
+    if speakers is not None:
+        talk: dict[str, float] = {}
+        for t in turns:
+            talk[t["speaker"]] = talk.get(t["speaker"], 0.0) + t["end"] - t["start"]
+        chosen = sorted(talk, key=talk.get, reverse=True)[:speakers]
+        turns = [t for t in turns if t["speaker"] in chosen]
     tracks = speaker_tracks(load(MIX), turns, seconds)
     host = netns.enter_private_network()
     if host is None:
@@ -101,14 +111,15 @@ async def run(policy: str, seconds: float) -> dict:
             # Everyone is in the room when the bot joins; each track's audio starts when the bot
             # first pulls it.
             speakers = {name: await emu.add_speaker(ROOM, name, pcm) for name, pcm in tracks.items()}
-            dispatch = await (await emu.create_dispatch(ROOM, "roomscribe")).wait(60)
+            metadata = json.dumps({"translate": list(translate)}) if translate else ""
+            dispatch = await (await emu.create_dispatch(ROOM, "roomscribe", metadata)).wait(60)
             if dispatch.state != "assigned":
                 sys.exit(f"dispatch failed: {dispatch.error}")
             for s in speakers.values():
                 await s.wait_started()
             me = psutil.Process()
             cpu0, own0, wall0 = bot.cpu_seconds(), sum(me.cpu_times()[:2]), time.monotonic()
-            end = max(s.audio_ends_at for s in speakers.values()) + 5.0
+            end = max(s.audio_ends_at for s in speakers.values()) + (20.0 if translate else 5.0)
             while time.monotonic() < end:
                 bot.sample()
                 await asyncio.sleep(1.0)
@@ -122,13 +133,51 @@ async def run(policy: str, seconds: float) -> dict:
             await asyncio.to_thread(bot.stop)
         result = report(emu, speakers, turns, policy, seconds, cpu, bot.peak_rss, max_lag)
         result["emulator_cpu_cores"] = emulator_cpu
+        if translate:
+            result["translation"] = translation_report(emu, speakers, translate)
         return result
+
+
+def translation_report(emu, speakers, languages) -> dict:
+    """Per language: seconds from a caption's first final reaching the room to its translation
+    reaching the room (the first one for that segment), and how many finals got one."""
+    out: dict = {}
+    for language in languages:
+        delays, finals_seen, translated = [], 0, 0
+        for name in speakers:
+            streams = emu.recorder.streams("lk.transcription", sender_identity=name, **FINAL)
+            first_final: dict[str, float] = {}
+            first_translation: dict[str, float] = {}
+            for f in sorted(streams, key=lambda f: f.done_at):
+                segment = f.attributes["lk.segment_id"]
+                if "roomscribe.translation_of" not in f.attributes:
+                    if f.text.strip():
+                        first_final.setdefault(segment, f.done_at)
+                elif f.attributes.get("roomscribe.language") == language:
+                    first_translation.setdefault(segment, f.done_at)
+            finals_seen += len(first_final)
+            for segment, at in first_translation.items():
+                if segment in first_final:
+                    translated += 1
+                    delays.append(at - first_final[segment])
+        out[language] = {
+            "finals": finals_seen,
+            "translated": translated,
+            "delay_p50": percentile(delays, 50),
+            "delay_p90": percentile(delays, 90),
+            "delay_max": max(delays) if delays else None,
+        }
+    return out
 
 
 def report(emu, speakers, turns, policy, seconds, cpu, peak_rss, max_lag) -> dict:
     per_speaker, everyone, refs, hyps = {}, [], [], []
     for name, spk in speakers.items():
-        finals = emu.recorder.streams("lk.transcription", sender_identity=name, **{"lk.transcription_final": "true"})
+        finals = [
+            f
+            for f in emu.recorder.streams("lk.transcription", sender_identity=name, **FINAL)
+            if "roomscribe.translation_of" not in f.attributes  # translations are not captions
+        ]
         mine = [t for t in turns if t["speaker"] == name]
         # Per segment: its first final is when the caption was shown (a later one is a second
         # hearing replacing it, as a frontend does: the last one is what it ends up showing).
@@ -177,8 +226,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", default="localagreement", choices=["localagreement", "alignatt"])
     parser.add_argument("--seconds", type=float, default=1e9, help="play only the first N seconds")
+    parser.add_argument("--speakers", type=int, default=None, help="only the N speakers who say most")
+    parser.add_argument("--translate", nargs="*", default=[], help="the room's translation languages")
     args = parser.parse_args()
-    result = asyncio.run(run(args.policy, args.seconds))
+    result = asyncio.run(run(args.policy, args.seconds, args.speakers, tuple(args.translate)))
     path = save(f"room-{args.policy}", result)
     print(json.dumps({k: v for k, v in result.items() if k != "per_speaker"}, indent=2))
     for name, row in result["per_speaker"].items():
