@@ -317,3 +317,30 @@ def test_a_translation_goes_out_as_its_own_stream_tied_to_the_caption_by_track_a
         "roomscribe.lag": "2.50",
     }
     assert original["roomscribe.language"] == "en" and "roomscribe.translation_of" not in original
+
+
+def test_translation_metrics_say_how_far_translations_trail_and_whether_they_fail():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from roomscribe.agent.metrics import TranslationCollector
+    from roomscribe.translation import TranslationJob, TranslationRequest, TranslationService
+    from support.translators import ScriptedTranslator
+
+    translator = ScriptedTranslator(delay=0.01)
+    service = TranslationService(translator)
+
+    async def scenario():
+        service.submit(TranslationJob(("s", 1, "ko"), TranslationRequest("hello", "en", "ko"), lambda t, w: None))
+        await service.drain(5)
+
+    asyncio.run(scenario())
+    service.close()
+    registry = CollectorRegistry()
+    registry.register(TranslationCollector(lambda: service))
+    text = generate_latest(registry).decode()
+    assert 'roomscribe_translations_translated_total{backend="scripted"} 1.0' in text
+    assert 'roomscribe_translation_failing{backend="scripted"} 0.0' in text
+    assert 'roomscribe_translation_lag_seconds{backend="scripted",quantile="0.5"}' in text
+    empty = CollectorRegistry()
+    empty.register(TranslationCollector(lambda: None))
+    assert "roomscribe_translation" not in generate_latest(empty).decode()
