@@ -51,7 +51,7 @@ def test_a_final_passes_at_once_and_its_translations_follow_under_the_same_segme
     assert translator.requests[0].glossary == ("Minji",)
 
 
-def test_a_segment_is_not_translated_into_its_own_language_and_interims_are_not_translated():
+def test_a_segment_is_not_translated_into_its_own_language_nor_a_short_interim():
     out, translator = run_stage(
         ["en", "ko"],
         [caption("안녕하세요", language="ko"), caption("half a sente", segment="SG_2", final=False)],
@@ -108,3 +108,25 @@ def test_a_files_segments_are_translated_in_place_in_order_each_with_the_ones_be
     assert segments[0].translations == {"ko": "[ko] One.", "fr": "[fr] One."}
     assert segments[2].translations == {"fr": "[fr] 하나."}
     assert [r.context for r in translator.requests if r.target == "ko"][1] == (("One.", "[ko] One."),)
+
+
+def test_a_long_sentences_stable_clauses_are_translated_provisionally_until_its_final():
+    clause = "When the meeting started this morning in the large room,"
+    longer = clause + " everyone had already read the report"
+    out, translator = run_stage(
+        ["ko"],
+        [
+            caption("When the meeting started", final=False),
+            caption(clause, final=False),
+            caption(longer, final=False),  # not a new clause yet: no second request
+            caption(longer + " and agreed.", final=True),
+        ],
+        translator=ScriptedTranslator(delay=0.01),
+        between=lambda i, out: asyncio.sleep(0.05),
+    )
+    assert [(r.text, r.target) for r in translator.requests] == [(clause, "ko"), (longer + " and agreed.", "ko")]
+    provisional = [c for c in out if c.translated and not c.final]
+    final = [c for c in out if c.translated and c.final]
+    assert [c.translations["ko"] for c in provisional] == [f"[ko] {clause}"]
+    assert [c.translations["ko"] for c in final] == [f"[ko] {longer} and agreed."]
+    assert out.index(provisional[0]) < out.index(final[0])

@@ -99,7 +99,7 @@ class LiveKitCaptionSender:
         attributes = {
             ATTRIBUTE_TRANSCRIPTION_TRACK_ID: caption.track,
             ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: caption.segment_id,
-            ATTRIBUTE_TRANSCRIPTION_FINAL: "true",
+            ATTRIBUTE_TRANSCRIPTION_FINAL: "true" if caption.final else "false",  # false: a clause, provisional
             ATTRIBUTE_LANGUAGE: language,
             ATTRIBUTE_TRANSLATION_OF: caption.language or "",
             ATTRIBUTE_LAG: f"{caption.lag:.2f}",
