@@ -24,7 +24,9 @@ class LiveView:
         self._open = False  # a segment is on the current line
 
     def __call__(self, caption: Caption) -> None:
-        if self.fmt == "json":
+        if caption.translated:
+            self._translation(caption)
+        elif self.fmt == "json":
             self._json(caption)
         elif caption.revised or self.fmt != "text":
             return
@@ -72,6 +74,26 @@ class LiveView:
             )
             + "\n"
         )
+        self.out.flush()
+
+    def _translation(self, caption: Caption) -> None:
+        """A translation on a line of its own, under its segment (finals only, in text)."""
+        for language in caption.translated:
+            text = caption.translations[language]
+            if self.fmt == "json":
+                line = {
+                    "type": "translation",
+                    "segment_id": caption.segment_id,
+                    "language": language,
+                    "translation_of": caption.language,
+                    "text": text,
+                    "final": caption.final,
+                }
+                self.out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            elif self.fmt == "text" and caption.final:
+                if self.tty and self._open:
+                    self.out.write(_CLEAR)  # the open segment's line is drawn again by its next update
+                self.out.write(f"  [{language}] {_who(caption)}{text}\n")
         self.out.flush()
 
     def close(self) -> None:
