@@ -386,14 +386,19 @@ class TranslatingRoom(FakeRoom):
         self.translator = translator or ScriptedTranslator()
         self.service = TranslationService(self.translator, timeout=0.3)
         self.announced: list[tuple[str, tuple[str, ...]]] = []
+        self.notes: list[str] = []  # what the room was told of weak languages, at each announcement
         super().__init__(options)
         self.captioner = RoomCaptioner(
             options,
             self.make_speaker,
             self.send,
             translation=self.service,
-            on_translation=lambda state, languages: self.announced.append((state, languages)),
+            on_translation=self._announce,
         )
+
+    def _announce(self, state: str, languages: tuple[str, ...], note: str) -> None:
+        self.announced.append((state, languages))
+        self.notes.append(note)
 
     def translations(self, language: str) -> list[str]:
         return [c.translations[language] for c in self.sent if language in c.translated]
@@ -485,7 +490,7 @@ def test_a_room_that_asks_for_translation_where_there_is_none_is_told_why(caplog
             room.make_speaker,
             room.send,
             translation_unavailable="no translator: pip install 'roomscribe[translate]'",
-            on_translation=lambda state, languages: announced.append((state, languages)),
+            on_translation=lambda state, languages, note: announced.append((state, languages)),
         )
         captioner.start_translation()
         return announced
@@ -500,3 +505,19 @@ def test_a_room_that_asks_for_translation_where_there_is_none_is_told_why(caplog
 def test_a_bad_translate_list_in_job_metadata_is_refused_by_name(value):
     with pytest.raises(OptionsError, match="translat"):
         CaptionOptions().with_metadata(json.dumps({"translate": value}))
+
+
+def test_a_room_that_asks_for_a_language_the_model_is_weak_in_is_told_so(caplog):
+    async def scenario():
+        room = TranslatingRoom(CaptionOptions(translate=("ko", "es")))
+        room.translator.weak_targets = {"ko": "into Korean is rough"}
+        room.captioner.start_translation()
+        room.captioner.set_translation(("es",))
+        await room.captioner.aclose()
+        room.service.close()
+        return room
+
+    with caplog.at_level(logging.WARNING, logger="roomscribe.agent"):
+        room = run(scenario())
+    assert room.notes == ["into Korean is rough", ""]
+    assert caplog.text.count("into Korean is rough") == 1

@@ -18,6 +18,7 @@ class ScriptedTranslator:
     def __init__(self, delay: float = 0.0, concurrency: int = 1):
         self.delay = delay
         self.concurrency = concurrency
+        self.weak_targets: dict[str, str] = {}
         self.fail = False
         self.hang = False
         self.requests: list[TranslationRequest] = []

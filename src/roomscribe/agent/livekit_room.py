@@ -42,6 +42,7 @@ ATTRIBUTE_SPEAKER = "roomscribe.speaker"  # ours: the voice within a diarized tr
 ATTRIBUTE_TRANSLATION_OF = "roomscribe.translation_of"  # ours: a translation's source language
 ATTRIBUTE_TRANSLATION = "roomscribe.translation"  # on the bot: "off", "on", "failing: <why>", "unavailable: <why>"
 ATTRIBUTE_TRANSLATION_LANGUAGES = "roomscribe.translation_languages"  # on the bot: "en,ko"
+ATTRIBUTE_TRANSLATION_NOTE = "roomscribe.translation_note"  # on the bot: languages the model is weak in
 FRAME_MS = 40  # 4x fewer Python wake-ups per track than the default 10 ms; the VAD steps 32 ms anyway
 
 LegacyMode = Literal["auto", "always", "never"]
@@ -217,13 +218,18 @@ def announce_paused(room: rtc.Room) -> Callable[[bool], None]:
     return on_paused
 
 
-def announce_translation(room: rtc.Room) -> Callable[[str, tuple[str, ...]], None]:
-    """An `on_translation` callback: the room's translation state and languages in the bot's
-    attributes, so a frontend offers those languages and says when translation fails."""
+def announce_translation(room: rtc.Room) -> Callable[[str, tuple[str, ...], str], None]:
+    """An `on_translation` callback: the room's translation state, languages and note in the bot's
+    attributes, so a frontend offers those languages and says when translation fails or is rough."""
 
-    def on_translation(state: str, languages: tuple[str, ...]) -> None:
+    def on_translation(state: str, languages: tuple[str, ...], note: str) -> None:
         _set_attributes(
-            room, {ATTRIBUTE_TRANSLATION: state[:200], ATTRIBUTE_TRANSLATION_LANGUAGES: ",".join(languages)}
+            room,
+            {
+                ATTRIBUTE_TRANSLATION: state[:200],
+                ATTRIBUTE_TRANSLATION_LANGUAGES: ",".join(languages),
+                ATTRIBUTE_TRANSLATION_NOTE: note[:300],
+            },
         )
 
     return on_translation

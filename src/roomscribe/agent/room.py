@@ -20,7 +20,8 @@ Translation: the room's target languages (the job's `translate`, then `set_trans
 control messages) are shared by every track's `TranslationStage`; each final is translated
 into each of them but its own language, on the process's one `TranslationService`.
 `on_translation` is told the room's translation state ("off", "on", "failing: ...",
-"unavailable: ...") and languages whenever either changes.
+"unavailable: ..."), languages, and a note on languages the model is known to translate badly
+into, whenever they change.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class RoomCaptioner:
         capacity: Any = None,
         translation: TranslationService | None = None,
         translation_unavailable: str | None = None,
-        on_translation: Callable[[str, tuple[str, ...]], None] | None = None,
+        on_translation: Callable[[str, tuple[str, ...], str], None] | None = None,
     ):
         self.options = options
         self.translation = translation
@@ -146,6 +147,7 @@ class RoomCaptioner:
         self.translation_targets = TranslationTargets(options.translate)
         self._stages: dict[str, TranslationStage] = {}
         self._remove_listener: Callable[[], None] | None = None
+        self._noted = ""  # the translation note last logged
         self._capacity = capacity  # told of every track opened and closed (see capacity.py)
         self._speaker_factory = speaker_factory
         self.publisher = CaptionPublisher(send)
@@ -291,13 +293,24 @@ class RoomCaptioner:
             return f"failing: {self.translation.last_error}"
         return "on"
 
+    def translation_note(self) -> str:
+        """What the room should know about its languages: those the model translates badly into."""
+        if self.translation is None:
+            return ""
+        weak = self.translation.translator.weak_targets
+        return "; ".join(weak[t] for t in self.translation_targets.languages if t in weak)
+
     def set_translation(self, languages: tuple[str, ...]) -> None:
         self.translation_targets.set(languages)
         self._announce_translation()
 
     def _announce_translation(self) -> None:
+        note = self.translation_note()
+        if note and note != self._noted:
+            logger.warning("%s", note)
+        self._noted = note
         if self._on_translation is not None:
-            self._on_translation(self.translation_state(), self.translation_targets.languages)
+            self._on_translation(self.translation_state(), self.translation_targets.languages, note)
 
     def _refresh_prompts(self) -> None:
         prompt = self.prompt()

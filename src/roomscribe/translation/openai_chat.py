@@ -41,6 +41,7 @@ class OpenAIChatTranslator:
         self._api_key = api_key
         self.timeout = timeout
         self.concurrency = concurrency
+        self.weak_targets: dict[str, str] = {}  # not measured: the operator chose the model
         self.style = style
         self._session: aiohttp.ClientSession | None = None
 

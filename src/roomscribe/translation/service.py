@@ -211,6 +211,7 @@ class TranslationService:
         return {
             "backend": self.translator.name,
             "model": self.translator.model,
+            "weak_targets": dict(self.translator.weak_targets),
             "state": self.state,
             "last_error": self.last_error,
             "queued": self.queued,
