@@ -94,12 +94,13 @@ def part_quality(translator, engine) -> dict:
     return report
 
 
-def part_latency(seconds: float) -> dict:
+def part_latency(seconds: float, variants: tuple[str, ...]) -> dict:
     import room
 
-    out: dict = {}
+    previous = common.RESULTS / "translation.json"
+    out: dict = json.loads(previous.read_text()).get("latency", {}) if previous.is_file() else {}
     for speakers in (1, 4):
-        for translate in ((), ("ko",)):
+        for translate in [t for t, v in (((), "plain"), (("ko",), "translated")) if v in variants]:
             label = f"{speakers}_speakers" + ("_translated" if translate else "")
             result = asyncio.run(room.run("localagreement", seconds, speakers, translate))
             out[label] = {
@@ -117,6 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", nargs="+", default=["quality", "latency"], choices=["quality", "latency"])
     ap.add_argument("--seconds", type=float, default=150.0, help="latency: play the first N seconds of the mix")
+    ap.add_argument("--variants", nargs="+", default=["plain", "translated"], choices=["plain", "translated"])
     args = ap.parse_args()
     previous = common.RESULTS / "translation.json"
     report: dict = json.loads(previous.read_text()) if previous.is_file() else {}  # parts not rerun are kept
@@ -131,7 +133,7 @@ def main() -> None:
         report["quality"] = part_quality(translator, Engine(EngineConfig(model="base")))
         translator.close()
     if "latency" in args.parts:
-        report["latency"] = part_latency(args.seconds)
+        report["latency"] = part_latency(args.seconds, tuple(args.variants))
     path = common.save("translation", report)
     print(f"saved {path}")
 

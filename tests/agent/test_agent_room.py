@@ -425,6 +425,7 @@ def test_each_speakers_finals_are_translated_into_the_rooms_other_languages():
     assert (ko.segment_id, ko.track, ko.participant) == (caption.segment_id, "TR_a", "alice")
     assert all("Minji Kim" in r.glossary for r in room.translator.requests)
     assert room.announced[0] == ("on", ("en", "ko"))
+    assert room.translator.prepared == 1  # the model was loaded as the room asked, not at its first caption
 
 
 def test_set_translation_control_changes_the_rooms_languages_for_every_speaker():

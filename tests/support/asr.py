@@ -161,18 +161,36 @@ def wait_until_idle(url: str, timeout: float = 5.0) -> dict:
         time.sleep(0.1)
 
 
-def assert_well_formed(conv: Conversation, mode: str = "full", worklet: bool = True, diarized: bool = False) -> None:
+LINE_KEYS = {"speaker", "text", "start", "end", "detected_language"}
+
+
+def assert_well_formed(
+    conv: Conversation,
+    mode: str = "full",
+    worklet: bool = True,
+    diarized: bool = False,
+    translated: tuple[str, ...] = (),
+) -> None:
     """Every message as WhisperLiveKit clients expect it; `speaker` is 1 unless the stream is
-    diarized (then 1, 2, ... by voice)."""
+    diarized (then 1, 2, ... by voice). `translated`: the `translate_to` languages; every line
+    then has `translation` (in the first, "" until it came) and `translations` (all of them)."""
     assert conv.messages[0] == {"type": "config", "useAudioWorklet": worklet, "mode": mode}
     for update in conv.updates:
         if mode == "full":
             assert set(update) == UPDATE_KEYS, update
         assert update["status"] in ("active_transcription", "no_audio_detected")
-        assert update["buffer_diarization"] == "" and update["buffer_translation"] == ""
+        assert update["buffer_diarization"] == ""
+        assert isinstance(update["buffer_translation"], str)
+        if not translated:
+            assert update["buffer_translation"] == ""
         assert update["remaining_time_diarization"] == 0.0
         for line in update.get("lines", []) + update.get("new_lines", []):
-            assert set(line) <= {"speaker", "text", "start", "end", "detected_language"}
+            if translated:
+                assert set(line) <= LINE_KEYS | {"translation", "translations"}, line
+                assert list(line["translations"]) == list(translated), line
+                assert line["translation"] == line["translations"][translated[0]], line
+            else:
+                assert set(line) <= LINE_KEYS, line
             assert (line["speaker"] >= 1 if diarized else line["speaker"] == 1) and line["text"].strip(), line
             assert CLOCK.match(line["start"]) and CLOCK.match(line["end"]), line
             assert seconds(line["start"]) <= seconds(line["end"])

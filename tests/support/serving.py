@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -30,7 +31,13 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def running_server(engine, config: ServerConfig | None = None, host: str = "127.0.0.1"):
+def running_server(
+    engine,
+    config: ServerConfig | None = None,
+    host: str = "127.0.0.1",
+    setup: Callable[[web.Application], None] | None = None,
+):
+    """`setup(app)` changes the app before it starts (what a test puts in its keys)."""
     config = config or ServerConfig(host=host, port=0)
     loop = asyncio.new_event_loop()
     started = threading.Event()
@@ -38,6 +45,8 @@ def running_server(engine, config: ServerConfig | None = None, host: str = "127.
 
     async def start():
         app = build_app(config, worker_for(engine))
+        if setup is not None:
+            setup(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, 0)

@@ -19,10 +19,14 @@ class ScriptedTranslator:
         self.delay = delay
         self.concurrency = concurrency
         self.weak_targets: dict[str, str] = {}
+        self.prepared = 0  # times the backend was asked to load ahead of use
         self.fail = False
         self.hang = False
         self.requests: list[TranslationRequest] = []
         self.closed = False
+
+    async def prepare(self) -> None:
+        self.prepared += 1
 
     async def translate(self, request: TranslationRequest) -> str:
         self.requests.append(request)

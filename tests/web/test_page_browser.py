@@ -5,7 +5,8 @@ captions that come back on the data channel.
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium, chromium-driver) and the
 private network namespace conftest enters (WebRTC ignores loopback); skips with the reason
 otherwise. The page is loaded from http://127.0.0.1 (a secure context, so getUserMedia works);
-ICE then pairs the veth addresses. About 1.5-2 minutes on 2 cores.
+ICE then pairs the veth addresses. About 2-3 minutes on 2 cores (the translated scenario runs
+the real local translation model).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import soundfile as sf
 
 from support import browser
 from support.speech import normalize, wer
+from support.translating import looks_spanish, translating_server
 
 LEAD_SILENCE = 1.5  # before the first word: the WebRTC connection takes a few hundred ms
 GAP = 1.0  # between clips
@@ -259,3 +261,117 @@ def test_a_microphone_shared_by_two_people_gets_a_label_per_voice(browser_ready,
         if voice:
             by_voice.setdefault(voice, set()).add(line["speaker"])
     assert set(by_voice) == {"Allison", "LJ"} and by_voice["Allison"].isdisjoint(by_voice["LJ"]), by_voice
+
+
+# -- translated captions ------------------------------------------------------------------------
+
+READ_LINES = """
+return [...document.querySelectorAll('#transcript .line')].map((el) => ({
+  text: el.querySelector('.text').textContent, tail: el.querySelector('.tail').textContent,
+  final: el.classList.contains('final'), partly: el.classList.contains('partly-translated'),
+  translated: el.classList.contains('translated'), original: el.title, lang: el.lang}));
+"""
+
+
+@pytest.fixture(scope="module")
+def translating(browser_ready, engine, llama_translator):
+    """A server of its own whose page sessions translate with the real local model."""
+    with translating_server(engine, llama_translator) as running:
+        yield running
+
+
+def test_a_viewer_who_reads_spanish_sees_the_english_speech_in_spanish(translating, eval_dir, manifest, tmp_path):
+    from selenium.webdriver.support.select import Select
+
+    wav, reference, _ = _speech(eval_dir, manifest, ["LJ001-0009"], tmp_path / "mic.wav")
+    with browser.chromium(wav, log_path=tmp_path / "chromedriver.log") as driver:
+        driver.get(_page_url(translating, f"es-{secrets.token_hex(3)}", "Lector") + "&read=es")
+        _started(driver)
+        assert Select(driver.find_element("id", "read")).first_selected_option.text == "Español"
+
+        def spanish_line():
+            return next((line for line in driver.execute_script(READ_LINES) if line["translated"]), None)
+
+        line = browser.wait_for(spanish_line, 150, interval=0.5, message="a caption shown in Spanish")
+        original = line["original"]
+        print(f"\n  en: {original}\n  es: {line['text']}")
+        assert line["final"] and line["lang"] == "es"
+        assert wer(reference, original) <= 0.25, original
+        assert looks_spanish(line["text"], original), line
+
+        # What came on the data channel: the caption first, untranslated, then its translation.
+        log = [entry["msg"] for entry in browser.read_log(driver)]
+        assert {"type": "translation", "state": "on", "languages": ["es"]} in log
+        finals = [m for m in log if m["type"] == "caption" and m["final"] and m["text"] == original]
+        assert "translations" not in finals[0] and finals[-1]["translations"]["es"] == line["text"]
+
+        # Back to the original: the same line reads as spoken, and the server stops translating.
+        Select(driver.find_element("id", "read")).select_by_value("")
+        assert not any(shown["translated"] for shown in driver.execute_script(READ_LINES))
+        assert original in [shown["text"] for shown in driver.execute_script(READ_LINES)]
+        browser.wait_for(
+            lambda: (
+                {"type": "translation", "state": "off", "languages": []}
+                in [entry["msg"] for entry in browser.read_log(driver)]
+            ),
+            10,
+            message="the server to stop translating",
+        )
+        assert browser.read_page(driver)["error"] == ""
+
+
+def test_a_viewer_is_told_when_the_server_cannot_translate(browser_ready, engine, tmp_path):
+    from selenium.webdriver.support.select import Select
+
+    why = "no translator: pip install 'roomscribe[translate]' for the local model"
+    wav = browser.write_fake_mic(np.zeros(16000 * 3, np.float32), tmp_path / "quiet.wav")
+    with (
+        translating_server(engine, None, unavailable=why) as server,
+        browser.chromium(wav, log_path=tmp_path / "chromedriver.log") as driver,
+    ):
+        driver.get(_page_url(server, f"none-{secrets.token_hex(3)}", "Lectora") + "&read=ko")
+        _started(driver)
+        notice = driver.find_element("id", "translation-notice")
+        browser.wait_for(notice.is_displayed, 10, message="the translation notice")
+        assert notice.text == f"Translation is unavailable: {why}. Captions are shown as spoken."
+        assert browser.read_page(driver)["error"] == ""  # a notice, not an error: captions go on
+        # A page that reads the original has nothing to be told.
+        Select(driver.find_element("id", "read")).select_by_value("")
+        browser.wait_for(lambda: not notice.is_displayed(), 10, message="the notice to go")
+
+
+def test_an_open_line_shows_its_first_clauses_translated_then_the_rest_as_spoken(browser_ready, server, tmp_path):
+    """The page's own rendering of what the session sends (messages played into it): a
+    provisional translation of an open line's first words, then the final and its translation."""
+    wav = browser.write_fake_mic(np.zeros(1600, np.float32), tmp_path / "quiet.wav")
+    base = {"type": "caption", "participant": "P_1", "speaker": "Ana", "color": 0, "segment_id": "S1", "language": "en"}
+    with browser.chromium(wav, log_path=tmp_path / "chromedriver.log") as driver:
+        driver.get(f"{server.url}/?read=es")
+
+        def play(**message) -> dict:
+            driver.execute_script("onMessage(arguments[0]);", base | message)
+            return driver.execute_script(READ_LINES)[0]
+
+        line = play(text="Printing, then, for our purpose,", tail="may be", final=False)
+        assert line["text"] == "Printing, then, for our purpose," and not line["translated"]
+        play(
+            text="Printing, then, for our purpose,",
+            tail="",
+            final=False,
+            translations={"es": "Imprimir, pues,"},
+            translated=["es"],
+        )
+        line = play(text="Printing, then, for our purpose, may be considered", tail="as the art", final=False)
+        assert (line["text"], line["tail"], line["lang"]) == ("Imprimir, pues,", "may be considered as the art", "es")
+        assert line["partly"] and not line["translated"]
+        line = play(text="Printing, then, for our purpose, may be considered as the art.", tail="", final=True)
+        assert line["text"] == "Printing, then, for our purpose, may be considered as the art." and line["tail"] == ""
+        line = play(
+            text="Printing, then, for our purpose, may be considered as the art.",
+            tail="",
+            final=True,
+            translations={"es": "Imprimir, pues, puede considerarse como el arte."},
+            translated=["es"],
+        )
+        assert line["text"] == "Imprimir, pues, puede considerarse como el arte." and line["translated"]
+        assert line["original"] == "Printing, then, for our purpose, may be considered as the art."

@@ -40,6 +40,8 @@ def _call(method: str, url: str, **kwargs) -> tuple[int, dict | str]:
         ("?policy=fast", MINIMAL_AUDIO_OFFER, "application/sdp", 400, "unknown policy"),
         ("?diarize=perhaps", MINIMAL_AUDIO_OFFER, "application/sdp", 400, "diarize must be true or false"),
         ("?diarize=true&num_speakers=0", MINIMAL_AUDIO_OFFER, "application/sdp", 400, "at least 1"),
+        ("?read=xx", MINIMAL_AUDIO_OFFER, "application/sdp", 400, "read: unknown language 'xx'"),
+        ("?read=es,ko", MINIMAL_AUDIO_OFFER, "application/sdp", 400, "read is the one language"),
         ("", "m=audio " + "x" * 70000, "application/sdp", 413, "too large"),
     ],
 )

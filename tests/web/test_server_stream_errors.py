@@ -36,6 +36,10 @@ from support.speech import wer
         ("input=wav", "input is auto, pcm or encoded"),
         ("task=summarize", "unknown task"),
         ("prompt=" + "x" * 501, "at most 500"),
+        ("translate_to=xx", "translate_to: unknown language 'xx'"),
+        ("translate_to=es,klingon", "translate_to: unknown language 'klingon'"),
+        ("translate_to=auto", "translate_to: a translation language must be a language, not 'auto'"),
+        ("translate_to=en,ko,es,fr,de,ja,zh", "translate_to: at most 6 translation languages"),
     ],
 )
 def test_bad_query_options_are_refused_with_400_before_upgrading(server, query, message):

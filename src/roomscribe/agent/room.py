@@ -305,6 +305,8 @@ class RoomCaptioner:
         self._announce_translation()
 
     def _announce_translation(self) -> None:
+        if self.translation is not None and self.translation_targets:
+            self.translation.prepare()
         note = self.translation_note()
         if note and note != self._noted:
             logger.warning("%s", note)

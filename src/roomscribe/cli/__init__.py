@@ -101,6 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="translate: any language to English (Whisper's own translation)",
     )
     t.add_argument(
+        "--translate-to",
+        metavar="LANGS",
+        action="append",
+        help="also translate each segment into these languages (codes or names, comma-separated or repeated: "
+        "ko,fr); json gets `translations` per segment, and with -o OUT.srt each language gets its own file "
+        "(OUT.ko.srt); needs pip install 'roomscribe[translate]' or ROOMSCRIBE_TRANSLATOR_URL",
+    )
+    t.add_argument(
+        "--subtitle-language",
+        metavar="LANG",
+        help="with --translate-to: print text, srt or vtt in this translation instead of as spoken",
+    )
+    t.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the transcript to FILE instead of stdout (with --translate-to, FILE.LANG.EXT for each language)",
+    )
+    t.add_argument(
         "--server",
         metavar="URL",
         help="transcribe on a running `roomscribe serve` (e.g. http://127.0.0.1:8000) instead of "

@@ -1,10 +1,20 @@
-"""`roomscribe transcribe FILE`: offline, or played through the streaming engine as live."""
+"""`roomscribe transcribe FILE`: offline, or played through the streaming engine as live.
+
+Offline, `--translate-to ko,fr` translates each segment once the file is transcribed, through
+the process's one translation queue: json gets `translations` per segment; text, srt and vtt
+show the spoken text (or `--subtitle-language`'s translation), and with `-o OUT.srt` each
+language is written next to it as `OUT.ko.srt`.
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from .errors import EXIT_BAD_INPUT, EXIT_NO_MODEL, fail
+
+EXIT_FAILED = 1  # the work itself failed (every translation of the file)
+SUBTITLE_FORMATS = ("text", "srt", "vtt")  # one language each: as spoken, or a translation
 
 
 def transcribe(args) -> int:
@@ -24,6 +34,9 @@ def transcribe(args) -> int:
         )
     except OptionsError as exc:
         return fail(str(exc).replace("_speakers", "-speakers"), EXIT_BAD_INPUT)
+    refused = _translation_options(args)
+    if refused:
+        return fail(refused, EXIT_BAD_INPUT)
     if args.server:
         from .remote import transcribe_remote
 
@@ -36,6 +49,11 @@ def transcribe(args) -> int:
             require_packages(args.diarizer)
         except (DiarizationUnavailableError, ValueError) as exc:
             return fail(str(exc), EXIT_BAD_INPUT)
+    if args.translate_to:
+        from ..translation import shared_translation, translation_unavailable
+
+        if shared_translation() is None:
+            return fail(translation_unavailable() or "translation is off", EXIT_BAD_INPUT)
     from ..engine import Engine, ModelNotFoundError
     from . import engine_config
 
@@ -52,8 +70,78 @@ def transcribe(args) -> int:
     return _offline(engine, audio, args)
 
 
+def _translation_options(args) -> str | None:
+    """Parse `--translate-to` and `--subtitle-language` into `args` (a tuple of languages and
+    a language or None); what is wrong with them, if anything."""
+    from ..session.control import ControlError
+    from ..session.options import OptionsError, parse_language
+    from ..session.translation import TranslationTargets
+
+    try:
+        args.translate_to = TranslationTargets(",".join(args.translate_to or ())).languages
+    except ControlError as exc:
+        return "--translate-to: " + str(exc).removeprefix("languages: ").removeprefix("translation language: ")
+    try:
+        args.subtitle_language = parse_language(args.subtitle_language, "--subtitle-language")
+    except OptionsError as exc:
+        return str(exc)
+    if args.subtitle_language is not None:
+        if args.subtitle_language not in args.translate_to:
+            asked = ", ".join(args.translate_to) or "none"
+            return f"--subtitle-language {args.subtitle_language} is not among --translate-to ({asked}): add it there"
+        if args.format not in SUBTITLE_FORMATS:
+            return f"--subtitle-language is for --format text, srt or vtt, not {args.format}"
+        if args.output:
+            return "--subtitle-language picks what is printed; with -o every language has its own file"
+    if args.translate_to:
+        if args.simulate or args.server:
+            return "--translate-to translates offline transcripts: leave out " + (
+                "--simulate" if args.simulate else "--server"
+            )
+        if args.format not in ("json", *SUBTITLE_FORMATS):
+            return f"--translate-to needs --format json, text, srt or vtt, not {args.format}"
+    if args.output and (args.simulate or args.server):
+        return "-o writes offline transcripts: leave out " + ("--simulate" if args.simulate else "--server")
+    return None
+
+
+def _translate(result, args) -> tuple[list, str | None, bool]:
+    """The file's segments as captions, translated into `--translate-to` (in place, in order,
+    through the process's one queue); what went wrong where translations failed, and whether
+    every one of them did."""
+    import asyncio
+
+    from ..session.formats import segment_captions
+    from ..session.translation import TranslationTargets, translate_captions
+    from ..translation import shared_translation
+
+    captions = segment_captions(result.segments, language="en" if args.task == "translate" else result.language)
+    if not args.translate_to:
+        return captions, None, False
+    service = shared_translation()
+    targets = TranslationTargets(args.translate_to)
+    print(
+        f"roomscribe: translating {len(captions)} segment(s) into {', '.join(targets.languages)}",
+        file=sys.stderr,
+    )
+    try:
+        # The model loads first, so that the first segment's timeout does not count the load.
+        load = getattr(service.translator, "load", None)
+        if load is not None:
+            load()
+        asyncio.run(translate_captions(service, captions, targets))
+    finally:
+        service.close()
+    needed = [(c, t) for c in captions if c.text for t in targets.languages if t != c.language]
+    missing = sum(1 for c, t in needed if t not in c.translations)
+    if not missing:
+        return captions, None, False
+    error = f"{missing} of {len(needed)} translations failed: {service.last_error or 'no reply'}"
+    return captions, error, missing == len(needed)
+
+
 def _offline(engine, audio, args) -> int:
-    from ..session.formats import render, segment_captions, transcript_document
+    from ..session.formats import render, transcript_document
     from .progress import ProgressBar
 
     bar = ProgressBar(enabled=sys.stderr.isatty())
@@ -67,8 +155,33 @@ def _offline(engine, audio, args) -> int:
         speakers=args.speakers,
     )
     bar.close()
-    doc = transcript_document(result)
-    sys.stdout.write(render(segment_captions(result.segments), args.format, doc))
+    from ..translation import TranslationUnavailableError
+
+    try:
+        captions, failed, all_failed = _translate(result, args)
+    except TranslationUnavailableError as exc:
+        return fail(str(exc), EXIT_BAD_INPUT)
+    if all_failed:
+        return fail(failed, EXIT_FAILED)
+    if failed:
+        print(f"roomscribe: warning: {failed}; those segments keep their spoken text", file=sys.stderr)
+    doc = transcript_document(result, captions, args.translate_to)
+    if args.output:
+        out = Path(args.output)
+        files = {out: render(captions, args.format, doc)}
+        if args.format in SUBTITLE_FORMATS:
+            for language in args.translate_to:
+                files[out.with_name(f"{out.stem}.{language}{out.suffix}")] = render(
+                    captions, args.format, language=language
+                )
+        try:
+            for path, text in files.items():
+                path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return fail(f"cannot write {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
+        print(f"roomscribe: wrote {', '.join(map(str, files))}", file=sys.stderr)
+    else:
+        sys.stdout.write(render(captions, args.format, doc, language=args.subtitle_language))
     print(
         f"roomscribe: {result.duration:.1f} s of audio in {result.processing_time:.1f} s "
         f"(RTF {result.processing_time / max(result.duration, 1e-9):.3f}), language {result.language}",

@@ -47,6 +47,7 @@ class Translator(Protocol):
     concurrency: int  # translations it runs at once
     weak_targets: dict[str, str]  # target language -> what users should know (measured weak pairs)
 
+    async def prepare(self) -> None: ...  # load what the first translation would (off the loop)
     async def translate(self, request: TranslationRequest) -> str: ...
     async def aclose(self) -> None: ...
 

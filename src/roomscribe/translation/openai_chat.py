@@ -45,6 +45,9 @@ class OpenAIChatTranslator:
         self.style = style
         self._session: aiohttp.ClientSession | None = None
 
+    async def prepare(self) -> None:
+        """Nothing to load: the endpoint holds the model."""
+
     async def translate(self, request: TranslationRequest) -> str:
         if self._session is None or self._session.closed:
             headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}

@@ -70,6 +70,7 @@ class TranslationService:
         self._wake: asyncio.Event | None = None
         self._ready = threading.Event()
         self._running = 0
+        self._prepared = False
         self.translated = 0
         self.failed = 0
         self.timed_out = 0
@@ -110,6 +111,24 @@ class TranslationService:
                 self.dropped += 1
         assert self._loop is not None and self._wake is not None
         self._loop.call_soon_threadsafe(self._wake.set)
+
+    def prepare(self) -> None:
+        """Have the backend load its model now, in the background (a room asked for languages)."""
+        if self._prepared:
+            return
+        self._prepared = True
+        self._start()
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self.translator.prepare(), self._loop)
+        future.add_done_callback(self._prepared_done)
+
+    def _prepared_done(self, future) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:  # the first translation meets the same error and reports it
+            logger.warning("translation model could not be loaded ahead: %s", error)
+            self._prepared = False
 
     def cancel(self, predicate: Callable[[Hashable], bool]) -> None:
         """Forget queued jobs whose key matches (a session that ended)."""

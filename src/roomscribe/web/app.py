@@ -25,7 +25,7 @@ from ..session.file_jobs import FileJobs
 from ..session.scheduler import EngineWorker
 from .asr_socket import asr_socket
 from .config import ServerConfig
-from .files import openai_transcriptions, openai_translations, transcribe_upload
+from .files import openai_transcriptions, openai_translations, transcribe_upload, translation_status
 from .keys import ASR_CONNECTIONS_KEY, CONFIG_KEY, FILES_KEY, SESSIONS_KEY, STARTED_KEY, WORKER_KEY
 from .responses import json_error
 from .sessions import Sessions
@@ -82,6 +82,7 @@ async def status(request: web.Request) -> web.Response:
             "sessions": app[SESSIONS_KEY].status(),
             "asr_connections": len(app[ASR_CONNECTIONS_KEY]),
             "files": app[FILES_KEY].status(),
+            "translation": translation_status(app),
         }
     )
 

@@ -5,13 +5,21 @@ Files take the shared model between live streams' calls (the model lock is held 
 window), one file at a time by default with a short queue; a full queue is a 503.
 `/transcribe?progress=true` (or `Accept: application/x-ndjson`) streams progress lines
 before the result, for long files.
+
+`translate_to=es,ko` translates each segment once the file is transcribed, through the
+process's one translation queue (`keys.translation(app)`; its model loads on first use):
+JSON segments get `translations`, and `/transcribe?format=srt|vtt|txt&subtitle_language=es`
+shows one of them. Where the process has no translator, asking for one is a 501.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from aiohttp import MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -20,16 +28,48 @@ from ..audio import SAMPLE_RATE, AudioFileError, TooLongError, UnsupportedFormat
 from ..diarization.extras import DiarizationUnavailableError, check_hints, require_packages
 from ..engine import OfflineTranscript
 from ..engine.clusters import SpeakerHints
+from ..session.caption import Caption
+from ..session.control import ControlError
 from ..session.file_jobs import QueueFull
-from ..session.formats import MEDIA_TYPES, render, segment_captions, transcript_document
+from ..session.formats import MEDIA_TYPES, render, segment_captions, transcript_document, translated_text
 from ..session.options import OptionsError, parse_language, parse_speaker_hints, parse_task
+from ..session.translation import TranslationTargets, translate_captions
+from ..translation import TranslationService, TranslationUnavailableError
+from . import keys
 from .keys import CONFIG_KEY, FILES_KEY
 from .responses import RequestError, dumps, json_error
+
+logger = logging.getLogger("roomscribe.web")
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 4096
 OPENAI_FORMATS = ("json", "verbose_json", "text", "srt", "vtt")
+UPLOAD_FORMATS = ("json", "txt", "text", "srt", "vtt")  # /transcribe's `format`
+SUBTITLE_FORMATS = ("txt", "text", "srt", "vtt")  # the ones `subtitle_language` applies to
 PROGRESS_EVERY = 0.5  # seconds between progress lines
+# Fields that may be given more than once (`translate_to=es&translate_to=ko`), or as a list the
+# way OpenAI's client sends one (`translate_to[]`): their values are joined with commas.
+LIST_FIELDS = ("translate_to",)
+
+
+def _field_name(name: str) -> str:
+    return name[:-2] if name.endswith("[]") and name[:-2] in LIST_FIELDS else name
+
+
+def _add_field(fields: dict[str, str], name: str, value: str) -> None:
+    name = _field_name(name)
+    if name in LIST_FIELDS and fields.get(name):
+        value = f"{fields[name]},{value}"
+    fields[name] = value
+
+
+def query_fields(request: web.Request) -> dict[str, str]:
+    """The request's query options (the first of each, every one of a list field)."""
+    fields: dict[str, str] = {}
+    for name, value in request.query.items():
+        if _field_name(name) in LIST_FIELDS or name not in fields:
+            _add_field(fields, name, value)
+    return fields
 
 
 async def read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, str, dict[str, str]]:
@@ -63,12 +103,12 @@ async def read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, str,
                         f"form field {part.name!r} is over {MAX_FIELD_BYTES} bytes: "
                         "send the audio in a multipart field named 'file'",
                     ) from None
-                fields[part.name] = value.decode("utf-8", "replace")
+                _add_field(fields, part.name, value.decode("utf-8", "replace"))
         if data is None:
             raise RequestError(400, "no file: send the audio in a multipart field named 'file'")
         return data, name, fields
     if kind.startswith(("audio/", "video/")) or kind == "application/octet-stream":
-        return await _read_limited(request.content, max_bytes), "upload", dict(request.query)
+        return await _read_limited(request.content, max_bytes), "upload", query_fields(request)
     raise RequestError(
         415,
         f"unsupported content type {kind or 'none'}: send multipart/form-data with a "
@@ -131,17 +171,122 @@ def _speakers(fields: dict[str, str], diarizer: str) -> SpeakerHints | None:
     return hints
 
 
-async def _run(
-    request: web.Request, audio, language, prompt, progress=None, task="transcribe", speakers=None
-) -> OfflineTranscript:
+# -- translation -------------------------------------------------------------------------------
+
+
+def translation_service(app: web.Application) -> TranslationService:
+    """The app's translation queue (the process's one, `shared_translation()`: made once, its
+    model loaded on the first translation), or a 501 saying why there is none."""
+    translation = keys.translation(app)
+    if translation.service is None:
+        raise RequestError(501, translation.unavailable or "translation is off on this server")
+    return translation.service
+
+
+def translation_status(app: web.Application) -> dict:
+    """For `/status`: the translation queue's state (backend, state, last error, lag, counts),
+    or why there is none."""
+    found = keys.translation(app)
+    if found.service is None:
+        return {"state": "unavailable", "reason": found.unavailable}
+    return found.service.status()
+
+
+@dataclass(frozen=True)
+class Translation:
+    """What a request asks to have translated: into `targets`, with text, srt and vtt in
+    `subtitles` (None: as spoken)."""
+
+    service: TranslationService
+    targets: TranslationTargets
+    subtitles: str | None = None
+
+
+def _translation(app: web.Application, fields: Mapping[str, str], fmt: str = "json") -> Translation | None:
+    """`translate_to` and `subtitle_language`, checked before the upload is decoded: a bad
+    language is a 400, a process without a translator a 501."""
     try:
-        return await request.app[FILES_KEY].run(audio, language, prompt, progress, task, speakers)
+        targets = TranslationTargets(fields.get("translate_to") or ())
+    except ControlError as exc:
+        message = str(exc).removeprefix("languages: ").removeprefix("translation language: ")
+        raise RequestError(400, f"translate_to: {message}") from None
+    subtitles = None
+    if fields.get("subtitle_language"):
+        try:
+            subtitles = parse_language(fields["subtitle_language"], "subtitle_language")
+        except OptionsError as exc:
+            raise RequestError(400, str(exc)) from None
+        if fmt not in SUBTITLE_FORMATS:
+            raise RequestError(400, f"subtitle_language is for format txt, srt or vtt, not {fmt}")
+        if subtitles is not None and subtitles not in targets.languages:
+            asked = ", ".join(targets.languages) or "none"
+            raise RequestError(
+                400, f"subtitle_language {subtitles} is not among translate_to ({asked}): add it there too"
+            )
+    if not targets:
+        return None
+    return Translation(translation_service(app), targets, subtitles)
+
+
+async def _translate(result: OfflineTranscript, task: str, translation: Translation | None) -> list[Caption]:
+    """The file's segments as captions, translated where asked (in place, in order)."""
+    captions = segment_captions(result.segments, language="en" if task == "translate" else result.language)
+    if translation is None:
+        return captions
+    await _load_translator(translation.service)
+    await translate_captions(translation.service, captions, translation.targets)
+    needed = [(c, t) for c in captions if c.text for t in translation.targets.languages if t != c.language]
+    missing = sum(1 for c, t in needed if t not in c.translations)
+    if missing and missing == len(needed):
+        raise RequestError(500, f"translation failed: {translation.service.last_error or 'no translation came back'}")
+    if missing:
+        logger.warning(
+            "%d of %d translations of a file failed: %s", missing, len(needed), translation.service.last_error
+        )
+    return captions
+
+
+async def _load_translator(service: TranslationService) -> None:
+    """Load the backend's model (the first time only) before a file's segments are queued, so
+    that the first segment's timeout does not count the load."""
+    load = getattr(service.translator, "load", None)
+    if load is None:
+        return
+    try:
+        await asyncio.to_thread(load)
+    except TranslationUnavailableError as exc:
+        raise RequestError(501, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - answered as the server's failure, with its reason
+        logger.exception("loading the translation model failed")
+        raise RequestError(500, f"the translation model failed to load: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    result: OfflineTranscript
+    captions: list[Caption]  # one per segment, with its translations
+    languages: tuple[str, ...]  # what it was translated into
+
+    def document(self) -> dict:
+        return transcript_document(self.result, self.captions, self.languages)
+
+
+async def _run(
+    request: web.Request,
+    audio,
+    language,
+    prompt,
+    progress=None,
+    task="transcribe",
+    speakers=None,
+    translation: Translation | None = None,
+) -> Transcribed:
+    try:
+        result = await request.app[FILES_KEY].run(audio, language, prompt, progress, task, speakers)
     except QueueFull as exc:
         raise RequestError(503, str(exc)) from None
-
-
-def document(result: OfflineTranscript) -> dict:
-    return transcript_document(result)
+    captions = await _translate(result, task, translation)
+    return Transcribed(result, captions, translation.targets.languages if translation else ())
 
 
 def _speakers_of(result: OfflineTranscript) -> dict:
@@ -149,26 +294,46 @@ def _speakers_of(result: OfflineTranscript) -> dict:
     return {k: doc[k] for k in ("speakers", "total_speakers") if k in doc}
 
 
+def _format(fields: Mapping[str, str]) -> str:
+    fmt = fields.get("format") or "json"
+    if fmt not in UPLOAD_FORMATS:
+        raise RequestError(400, f"format is one of {', '.join(UPLOAD_FORMATS)}")
+    return fmt
+
+
 async def transcribe_upload(request: web.Request) -> web.StreamResponse:
-    """Our own file endpoint: segments, words, language, processing_time."""
+    """Our own file endpoint: segments, words, language, processing_time (or, with `format`,
+    text, srt or vtt)."""
     config = request.app[CONFIG_KEY]
     try:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024**2))
-        fields = {**request.query, **fields}
+        fields = {**query_fields(request), **fields}
+        fmt = _format(fields)
         language, task, speakers = _language(fields), _task(fields), _speakers(fields, config.diarizer)
+        translation = _translation(request.app, fields, fmt)
+        progress = fields.get("progress", "").lower() in ("1", "true", "yes") or "application/x-ndjson" in (
+            request.headers.get("Accept", "")
+        )
+        if progress and fmt != "json":
+            raise RequestError(400, f"progress lines end with the JSON result: ask for format json, not {fmt}")
         audio = await _decode(request, data, name)
         del data
-        if fields.get("progress", "").lower() in ("1", "true", "yes") or "application/x-ndjson" in request.headers.get(
-            "Accept", ""
-        ):
-            return await _with_progress(request, audio, language, fields.get("prompt"), task, speakers)
-        result = await _run(request, audio, language, fields.get("prompt"), task=task, speakers=speakers)
+        if progress:
+            return await _with_progress(request, audio, language, fields.get("prompt"), task, speakers, translation)
+        done = await _run(
+            request, audio, language, fields.get("prompt"), task=task, speakers=speakers, translation=translation
+        )
     except RequestError as exc:
         return json_error(exc.status, str(exc))
-    return web.json_response(document(result), dumps=dumps)
+    if fmt == "json":
+        return web.json_response(done.document(), dumps=dumps)
+    body = render(done.captions, fmt, language=translation.subtitles if translation else None)
+    return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8")
 
 
-async def _with_progress(request: web.Request, audio, language, prompt, task, speakers) -> web.StreamResponse:
+async def _with_progress(
+    request: web.Request, audio, language, prompt, task, speakers, translation
+) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     loop = asyncio.get_running_loop()
@@ -185,7 +350,7 @@ async def _with_progress(request: web.Request, audio, language, prompt, task, sp
 
     total = round(len(audio) / SAMPLE_RATE, 1)
     await response.write((dumps({"type": "progress", "done": 0.0, "total": total}) + "\n").encode())
-    job = asyncio.ensure_future(_run(request, audio, language, prompt, progress, task, speakers))
+    job = asyncio.ensure_future(_run(request, audio, language, prompt, progress, task, speakers, translation))
     try:
         while not job.done():
             getter = asyncio.ensure_future(lines.get())
@@ -195,7 +360,7 @@ async def _with_progress(request: web.Request, audio, language, prompt, task, sp
             else:
                 getter.cancel()
         try:
-            out = {"type": "result", **document(job.result())}
+            out = {"type": "result", **job.result().document()}
         except RequestError as exc:
             out = {"type": "error", "error": {"message": str(exc), "code": exc.status}}
         await response.write((dumps(out) + "\n").encode())
@@ -219,18 +384,28 @@ async def _openai(request: web.Request, task: str) -> web.Response:
     config = request.app[CONFIG_KEY]
     try:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024**2))
+        fields = {**query_fields(request), **fields}
         fmt = fields.get("response_format", "json")
         if fmt not in OPENAI_FORMATS:
             raise RequestError(400, f"response_format is one of {', '.join(OPENAI_FORMATS)}")
         language, speakers = _language(fields), _speakers(fields, config.diarizer)
+        if fields.get("subtitle_language"):
+            raise RequestError(400, "subtitle_language is an option of /transcribe (format srt, vtt or txt)")
+        if fields.get("translate_to") and fmt not in ("json", "verbose_json"):
+            raise RequestError(400, f"translate_to needs response_format json or verbose_json, not {fmt}")
+        translation = _translation(request.app, fields)
         audio = await _decode(request, data, name)
         del data
-        result = await _run(request, audio, language, fields.get("prompt"), task=task, speakers=speakers)
+        done = await _run(
+            request, audio, language, fields.get("prompt"), task=task, speakers=speakers, translation=translation
+        )
     except RequestError as exc:
         return json_error(exc.status, str(exc))
+    result = done.result
     usage = {"type": "duration", "seconds": math.ceil(result.duration)}
+    translated = {"translations": _whole_translations(done)} if done.languages else {}
     if fmt == "json":
-        return web.json_response({"text": result.text, "usage": usage}, dumps=dumps)
+        return web.json_response({"text": result.text, **translated, "usage": usage}, dumps=dumps)
     if fmt == "verbose_json":
         segments = [
             {
@@ -245,8 +420,9 @@ async def _openai(request: web.Request, task: str) -> web.Response:
                 "compression_ratio": s.compression_ratio,
                 "no_speech_prob": s.no_speech_prob,
                 **({"speaker": s.speaker} if result.turns is not None else {}),
+                **({"translations": dict(c.translations)} if done.languages else {}),
             }
-            for i, s in enumerate(result.segments)
+            for i, (s, c) in enumerate(zip(result.segments, done.captions, strict=True))
         ]
         keys = ("word", "start", "end", "speaker")
         words = [{k: w[k] for k in keys if k in w} for s in result.segments for w in s.words]
@@ -258,10 +434,15 @@ async def _openai(request: web.Request, task: str) -> web.Response:
                 "text": result.text,
                 "segments": segments,
                 "words": words,
+                **translated,
                 "usage": usage,
                 **_speakers_of(result),
             },
             dumps=dumps,
         )
-    body = render(segment_captions(result.segments), fmt) if fmt != "text" else result.text + "\n"
+    body = render(done.captions, fmt) if fmt != "text" else result.text + "\n"
     return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8")
+
+
+def _whole_translations(done: Transcribed) -> dict[str, str]:
+    return {language: translated_text(done.captions, language) for language in done.languages}

@@ -1,5 +1,10 @@
 """The page's WebRTC door (aiortc): WHIP-style offer/answer over HTTP, the microphone's
-audio into the participant's speech stream, captions back on the data channel."""
+audio into the participant's speech stream, captions back on the data channel.
+
+Messages from the page on the data channel: `{"type": "set_language", "language": "ko"}`
+(what this microphone speaks; `auto` to detect), `{"type": "set_translation", "languages":
+["ko"]}` (what this page reads: one language, or `[]` for captions as spoken; the session
+translates into every language one of its pages reads) and `{"type": "ping", "t": ...}`."""
 
 from __future__ import annotations
 
@@ -10,10 +15,16 @@ import numpy as np
 from aiohttp import web
 
 from ..audio import FrameConverter
-from ..session.control import ControlError, Ping, SetLanguage, parse_control
+from ..session.control import (
+    ControlError,
+    Ping,
+    SetLanguage,
+    SetTranslation,
+    parse_control,
+)
 from ..session.formats import MEDIA_TYPES
-from ..session.options import OptionsError, parse_speaker_hints
-from .keys import CONFIG_KEY, PEERS_KEY, SESSIONS_KEY, WORKER_KEY, live_streams
+from ..session.options import OptionsError, parse_language, parse_speaker_hints
+from .keys import CONFIG_KEY, PEERS_KEY, SESSIONS_KEY, WORKER_KEY, live_streams, translation
 from .responses import dumps, json_error
 from .sessions import Participant
 
@@ -31,9 +42,10 @@ def add_routes(app: web.Application) -> None:
 
 
 async def offer(request: web.Request) -> web.Response:
-    """POST an SDP offer (application/sdp) with ?session=&name=&language=&policy=&diarize=;
+    """POST an SDP offer (application/sdp) with ?session=&name=&language=&policy=&diarize=&read=;
     the answer comes back (201, application/sdp) with the participant in `Location`.
-    `diarize=true` (with `num_speakers` ...): several people share this microphone."""
+    `diarize=true` (with `num_speakers` ...): several people share this microphone.
+    `read=ko`: this page reads the session's captions in Korean (translated)."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     app = request.app
@@ -53,7 +65,9 @@ async def offer(request: web.Request) -> web.Response:
             request.query.get("prompt"),
             parse_speaker_hints(request.query),
         )
-        session = app[SESSIONS_KEY].open(request.query.get("session"))
+        reads = _reading(request.query.get("read"))
+        found = translation(app)
+        session = app[SESSIONS_KEY].open(request.query.get("session"), found.service, found.unavailable)
     except (OptionsError, ValueError) as exc:
         return json_error(400, str(exc))
     except LookupError as exc:
@@ -63,6 +77,11 @@ async def offer(request: web.Request) -> web.Response:
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: host candidates only
     participant = session.join(request.query.get("name"))
+    try:
+        session.set_reading(participant, reads)
+    except ControlError as exc:  # one language too many for the session
+        await participant.leave()
+        return json_error(400, str(exc))
     app[PEERS_KEY][participant.id] = participant
 
     async def close_transport() -> None:
@@ -85,9 +104,11 @@ async def offer(request: web.Request) -> web.Response:
                 "participant": participant.id,
                 "name": participant.name,
                 "color": participant.color,
+                "reads": participant.reads,
             }
         )
         send(session.history())
+        send(session.translation_message())
         session.broadcast({"type": "participants", "participants": session.roster()})
 
         @channel.on("message")
@@ -148,16 +169,35 @@ async def _pump(track, participant: Participant, speaker) -> None:
         await participant.leave()
 
 
+def _reading(value: str | None) -> str | None:
+    """The language a page reads (`read=`): one language, or None (as spoken)."""
+    if value is None or value.strip().lower() == "original":
+        return None
+    if "," in value:
+        raise OptionsError("read is the one language this page shows captions in, such as ko")
+    return parse_language(value, "read")  # "" or auto: as spoken
+
+
 def _control(participant: Participant, message) -> None:
-    """Messages from the page: set_language (`auto` to detect) and ping."""
+    """Messages from the page: set_language (`auto` to detect), set_translation and ping."""
     reply = participant.send or (lambda _: None)
     try:
-        command = parse_control(message, accepted=(SetLanguage, Ping))
+        command = parse_control(message, accepted=(SetLanguage, SetTranslation, Ping))
+        if isinstance(command, SetTranslation):
+            if len(command.languages) > 1:
+                raise ControlError("a page reads one language: set_translation takes one (or [] for none)")
+            # Every page hears of a change; this one hears the state in any case.
+            told = participant.session.set_reading(participant, command.languages[0] if command.languages else None)
     except ControlError as exc:
         reply({"type": "error", "message": f"bad control message: {exc}"})
         return
     if isinstance(command, Ping):
         reply({"type": "pong", "t": command.t})
+        return
+    if isinstance(command, SetTranslation):
+        reply({"type": "reading", "language": participant.reads})
+        if not told:
+            reply(participant.session.translation_message())
         return
     if participant.speaker is not None:
         participant.speaker.set_language(command.language)

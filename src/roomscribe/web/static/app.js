@@ -1,11 +1,17 @@
 // The roomscribe caption page: the microphone goes to the server over WebRTC (WHIP-style
 // offer/answer on /whip); captions come back on the data channel. Interims update in place,
-// finals stay. window.roomscribe keeps a log of what arrived when (for measurements).
+// finals stay. Each page reads captions in one language ("Read", or &read=ko): the server
+// translates the session's finals into every language its pages read, and a line shows its
+// translation once it arrives, the words as spoken until then. window.roomscribe keeps a log
+// of what arrived when (for measurements).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { pc: null, channel: null, participant: null, session: null, lines: new Map(), stream: null };
+const state = {
+  pc: null, channel: null, participant: null, session: null, lines: new Map(), stream: null,
+  translation: { state: "off", languages: [] },
+};
 window.roomscribe = { log: [], captureStartedAt: null, state };
 
 const key = params.get("key") || sessionStorage.getItem("roomscribe-key") || "";
@@ -20,6 +26,11 @@ if (params.get("language")) {
   const code = params.get("language");
   if (![...$("language").options].some((o) => o.value === code)) $("language").add(new Option(code, code));
   $("language").value = code;
+}
+if (params.get("read")) {
+  const code = params.get("read");
+  if (![...$("read").options].some((o) => o.value === code)) $("read").add(new Option(code, code));
+  $("read").value = code;
 }
 if (params.get("policy")) $("policy").value = params.get("policy");
 if (params.get("task")) $("task").value = params.get("task");
@@ -61,7 +72,7 @@ async function start() {
     const query = new URLSearchParams({
       session: $("session").value, name: $("name").value,
       language: $("language").value, policy: $("policy").value, task: $("task").value,
-      prompt: $("prompt").value, diarize: $("diarize").checked ? "true" : "false",
+      prompt: $("prompt").value, diarize: $("diarize").checked ? "true" : "false", read: $("read").value,
     });
     const response = await fetch(`/whip?${query}`, {
       method: "POST", body: pc.localDescription.sdp,
@@ -71,13 +82,21 @@ async function start() {
     state.resource = response.headers.get("Location");
     await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
     localStorage.setItem("roomscribe-name", $("name").value);
-    history.replaceState(null, "", $("share").href + (key ? `&key=${encodeURIComponent(key)}` : ""));
+    rememberAddress();
     $("stop").disabled = false;
     setStatus("connecting…");
   } catch (err) {
     showError(String(err.message || err));
     await stop();
   }
+}
+
+// This tab's address: the session's share link, plus what only this page chose.
+function rememberAddress() {
+  const url = new URL($("share").href);
+  if ($("read").value) url.searchParams.set("read", $("read").value);
+  if (key) url.searchParams.set("key", key);
+  history.replaceState(null, "", url.toString());
 }
 
 function iceGathered(pc) {
@@ -106,6 +125,7 @@ async function stop() {
   $("start").disabled = false;
   $("stop").disabled = true;
   setStatus("stopped");
+  showTranslationNotice();
 }
 
 function onMessage(msg) {
@@ -129,13 +149,40 @@ function onMessage(msg) {
       el.textContent = p.name + (p.id === state.participant ? " (you)" : "");
       return el;
     }));
+  } else if (msg.type === "translation") {
+    state.translation = msg;
+    showTranslationNotice();
   } else if (msg.type === "error") {
     showError(msg.message);
   }
 }
 
+// Says so when this page reads a language the server cannot translate into now.
+function showTranslationNotice() {
+  const el = $("translation-notice");
+  const current = state.translation.state || "off";
+  let text = "";
+  if ($("read").value && state.pc) {
+    const why = current.replace(/^[a-z]+: /, "");
+    if (current.startsWith("unavailable")) text = `Translation is unavailable: ${why}. Captions are shown as spoken.`;
+    else if (current.startsWith("failing")) text = `Translation is failing: ${why}. Captions are shown as spoken until it works again.`;
+    else if ((state.translation.notes || {})[$("read").value]) text = `Note: ${state.translation.notes[$("read").value]}.`;
+  }
+  el.textContent = text;
+  el.hidden = !text;
+}
+
 function renderLine(msg) {
   let el = state.lines.get(msg.segment_id);
+  if (msg.translated && msg.translated.length && !msg.final) {
+    // A provisional translation of the open line's words so far (msg.text): the line keeps
+    // its own state; the page shows this until the final's translation comes.
+    if (el && !el.classList.contains("final")) {
+      el.caption.provisional = { text: msg.text, translations: msg.translations || {} };
+      showLine(el);
+    }
+    return;
+  }
   const box = $("transcript");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   if (!el) {
@@ -153,10 +200,40 @@ function renderLine(msg) {
   }
   // A voice label can settle after the first interim of its line.
   el.querySelector(".speaker").textContent = msg.speaker;
-  el.querySelector(".text").textContent = msg.text;
-  el.querySelector(".tail").textContent = msg.tail || "";
+  // Every update carries the segment's translations so far (a revised final: none yet).
+  const provisional = !msg.final && el.caption ? el.caption.provisional : null;
+  el.caption = {
+    text: msg.text, tail: msg.tail || "", language: msg.language, translations: msg.translations || {}, provisional,
+  };
+  showLine(el);
   el.classList.toggle("final", !!msg.final);
   if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+// A line in the language this page reads where a translation exists; as spoken until then.
+// An open line with a provisional translation of its first words shows that, then the words
+// after them as spoken.
+function showLine(el) {
+  const c = el.caption;
+  const reads = $("read").value;
+  let translated = "", rest = c.tail, partly = false;
+  if (reads && c.language !== reads) {
+    const early = c.provisional;
+    if (c.translations[reads]) {
+      translated = c.translations[reads];
+      rest = "";
+    } else if (early && early.translations[reads] && c.text.startsWith(early.text)) {
+      translated = early.translations[reads];
+      rest = [c.text.slice(early.text.length), c.tail].join(" ").trim();
+      partly = true;
+    }
+  }
+  el.querySelector(".text").textContent = translated || c.text;
+  el.querySelector(".tail").textContent = rest;
+  el.classList.toggle("translated", !!translated && !partly);
+  el.classList.toggle("partly-translated", partly);
+  el.title = translated ? [c.text, c.tail].join(" ").trim() : "";
+  el.lang = translated ? reads : c.language || "";
 }
 
 function showLag(lag) {
@@ -169,6 +246,16 @@ $("language").addEventListener("change", () => {
   if (state.channel && state.channel.readyState === "open") {
     state.channel.send(JSON.stringify({ type: "set_language", language: $("language").value }));
   }
+});
+
+$("read").addEventListener("change", () => {
+  for (const el of state.lines.values()) showLine(el);
+  if (state.channel && state.channel.readyState === "open") {
+    const reads = $("read").value;
+    state.channel.send(JSON.stringify({ type: "set_translation", languages: reads ? [reads] : [] }));
+    rememberAddress();
+  }
+  showTranslationNotice();
 });
 
 for (const button of document.querySelectorAll("footer button[data-format]")) {
