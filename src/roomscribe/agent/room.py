@@ -144,7 +144,11 @@ class RoomCaptioner:
         self.translation = translation
         self._translation_unavailable = translation_unavailable or "no translator in this worker"
         self._on_translation = on_translation
-        self.translation_targets = TranslationTargets(options.translate)
+        try:
+            self.translation_targets = TranslationTargets(options.translate)
+        except ControlError as exc:  # languages this worker's translator cannot give
+            logger.error("the room's translation is off: %s", exc)
+            self.translation_targets = TranslationTargets()
         self._stages: dict[str, TranslationStage] = {}
         self._remove_listener: Callable[[], None] | None = None
         self._noted = ""  # the translation note last logged
@@ -199,7 +203,10 @@ class RoomCaptioner:
         language = self.language_of(identity)
         stages: list = [InterimThrottle(self.options.interim_interval)]
         if self.translation is not None:
-            stage = TranslationStage(self.translation, self.translation_targets, self.glossary)
+            # A backend that hears captions gets their audio from the track's speaker (made below).
+            stage = TranslationStage(
+                self.translation, self.translation_targets, self.glossary, audio_of=lambda c: speaker.caption_audio(c)
+            )
             self._stages[track_sid] = stage
             stages.append(stage)
         pipeline = Pipeline(stages, [self.publisher.publish])
@@ -301,7 +308,13 @@ class RoomCaptioner:
         return "; ".join(weak[t] for t in self.translation_targets.languages if t in weak)
 
     def set_translation(self, languages: tuple[str, ...]) -> None:
-        self.translation_targets.set(languages)
+        """The room's translation languages; ones the translator cannot give are refused
+        (logged), and the languages stay as they were."""
+        try:
+            self.translation_targets.set(languages)
+        except ControlError as exc:
+            logger.warning("ignoring set_translation: %s", exc)
+            return
         self._announce_translation()
 
     def _announce_translation(self) -> None:

@@ -105,7 +105,7 @@ def _translation_options(args) -> str | None:
     return None
 
 
-def _translate(result, args) -> tuple[list, str | None, bool]:
+def _translate(result, args, engine=None, audio=None) -> tuple[list, str | None, bool]:
     """The file's segments as captions, translated into `--translate-to` (in place, in order,
     through the process's one queue); what went wrong where translations failed, and whether
     every one of them did."""
@@ -129,7 +129,10 @@ def _translate(result, args) -> tuple[list, str | None, bool]:
         load = getattr(service.translator, "load", None)
         if load is not None:
             load()
-        asyncio.run(translate_captions(service, captions, targets))
+        use_engine = getattr(service.translator, "use_engine", None)
+        if use_engine is not None:
+            use_engine(engine)  # whisper: a second decode on this file's model, never another one
+        asyncio.run(translate_captions(service, captions, targets, audio=audio))
     finally:
         service.close()
     needed = [(c, t) for c in captions if c.text for t in targets.languages if t != c.language]
@@ -158,7 +161,7 @@ def _offline(engine, audio, args) -> int:
     from ..translation import TranslationUnavailableError
 
     try:
-        captions, failed, all_failed = _translate(result, args)
+        captions, failed, all_failed = _translate(result, args, engine, audio)
     except TranslationUnavailableError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     if all_failed:

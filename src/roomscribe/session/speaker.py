@@ -11,6 +11,9 @@ sends what it says, as `Caption`s on the speaker's clock, through its `Pipeline`
 - A failed stream is replaced after a back-off (`restart_delays`), so one bad model call
   costs a sentence at most; without restarts, `on_failure` is told instead.
 - `finish()` waits for the last final (a participant who leaves mid-word still gets it).
+- Where a stage of its pipeline hears captions (`needs_audio`: the `whisper` translator), the
+  speaker keeps its last `AUDIO_KEPT` seconds of audio in a fixed ring (`AudioRing`), so a
+  final caption's audio can be cut again (`caption_audio`); memory stays flat over hours.
 """
 
 from __future__ import annotations
@@ -26,17 +29,66 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..diarization.extras import DiarizationUnavailableError
 from ..engine import Event, EventType, StreamConfig
-from .caption import CaptionBuilder
+from .caption import Caption, CaptionBuilder
 from .pipeline import Pipeline
 from .scheduler import Drained, EngineWorker, Failure, StreamHandle, loop_delivery
+from .translation import CAPTION_AUDIO_MARGIN
 
 logger = logging.getLogger("roomscribe.session")
 
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # back-off after consecutive stream failures
 HEALTHY_AFTER = 30.0  # a stream that lived this long resets the back-off
 FINISH_TIMEOUT = 30.0  # the most a finishing speaker waits for its last final
+# Seconds of recent audio kept for stages that hear captions: a final comes out seconds after
+# its audio, and its translation is queued right away (3.8 MB a speaker).
+AUDIO_KEPT = 60.0
 
 Activity = Literal["speech_start", "speech_end"]
+
+
+class AudioRing:
+    """The last `seconds` of a stream of 16 kHz samples in one buffer allocated up front:
+    memory stays the same however long the speaker talks. Samples are addressed by their
+    index since the first one (`total` so far)."""
+
+    def __init__(self, seconds: float, rate: int = SAMPLE_RATE):
+        self.capacity = max(1, round(seconds * rate))
+        self.total = 0  # samples given since the start, kept or not
+        self._buffer = np.zeros(self.capacity, dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return self._buffer.nbytes
+
+    def write(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        kept = samples[-self.capacity :]  # more than fits: only the newest can be kept
+        self._put(self.total + len(samples) - len(kept), kept)
+        self.total += len(samples)
+
+    def skip(self, count: int) -> None:
+        """Advance the clock by `count` samples that are not kept (dropped audio reads as silence)."""
+        kept = min(count, self.capacity)
+        self._put(self.total + count - kept, np.zeros(kept, dtype=np.float32))
+        self.total += count
+
+    def read(self, first: int, last: int) -> np.ndarray | None:
+        """Samples `first` to `last` (a copy), or None where any of them is no longer kept (or
+        the span holds none)."""
+        first, last = max(0, first), min(last, self.total)
+        if last <= first or first < self.total - self.capacity:
+            return None
+        start = first % self.capacity
+        count = last - first
+        if start + count <= self.capacity:
+            return self._buffer[start : start + count].copy()
+        return np.concatenate([self._buffer[start:], self._buffer[: count - (self.capacity - start)]])
+
+    def _put(self, at: int, samples: np.ndarray) -> None:
+        start = at % self.capacity
+        head = min(len(samples), self.capacity - start)
+        self._buffer[start : start + head] = samples[:head]
+        self._buffer[: len(samples) - head] = samples[head:]
 
 
 class LiveSpeaker:
@@ -52,6 +104,7 @@ class LiveSpeaker:
         restart_delays: tuple[float, ...] = RESTART_DELAYS,
         on_activity: Callable[[Activity, float], None] | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
+        audio_kept: float | None = None,
     ):
         self.worker = worker
         self.config = config
@@ -76,6 +129,10 @@ class LiveSpeaker:
         self._consecutive_failures = 0
         self._blocked_until = 0.0  # loop time before which a failed stream is not reopened
         self._closed = False
+        # Recent audio, for a stage that hears captions (None: no stage does, nothing is kept).
+        if audio_kept is None:
+            audio_kept = AUDIO_KEPT if any(getattr(s, "needs_audio", False) for s in self.pipeline.stages) else 0.0
+        self._audio = AudioRing(audio_kept) if audio_kept > 0 else None
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -98,11 +155,28 @@ class LiveSpeaker:
         if self._closed or self.paused or self.loop.time() < self._blocked_until:
             self.received_seconds += seconds
             self.dropped_seconds += seconds
+            if self._audio is not None:
+                self._audio.skip(len(audio))  # the clock goes on; what was dropped is not kept
             return
         if self._handle is None:
             self._handle = self._open()
         self.received_seconds += seconds
+        if self._audio is not None:
+            self._audio.write(audio)
         self.worker.push(self._handle, audio)
+
+    def audio_between(self, start: float, end: float) -> np.ndarray | None:
+        """The audio given from `start` to `end` seconds on the speaker's clock, as its captions
+        carry it (`offset` included); None where it is no longer kept (older than the last
+        `AUDIO_KEPT` seconds), or where the speaker keeps none."""
+        if self._audio is None:
+            return None
+        first = round((start - self.offset) * SAMPLE_RATE)
+        return self._audio.read(max(0, first), round((end - self.offset) * SAMPLE_RATE))
+
+    def caption_audio(self, caption: Caption) -> np.ndarray | None:
+        """A caption's audio, with a margin either side (what a stage that hears captions gets)."""
+        return self.audio_between(caption.start - CAPTION_AUDIO_MARGIN, caption.end + CAPTION_AUDIO_MARGIN)
 
     # -- control ----------------------------------------------------------------------
     def set_language(self, language: str | None) -> None:

@@ -8,6 +8,12 @@ A segment is not translated into the language it was spoken in. A revised final 
 translated again and its translation replaces the first one; a translation that arrives for
 text a revision has already replaced is dropped. The speaker's previous sentences and the
 room's names go with each request (`translation.prompts`).
+
+A backend that translates speech rather than text (`needs_audio`: `whisper`) gets each final's
+audio with its request, cut by the door's `audio_of` (a live speaker's recent audio, or a
+file's) with a margin either side, and no provisional work: a clause of an open sentence has
+no clean edges in the audio. Languages a backend cannot translate into (`targets`) are refused
+where a room or session sets them.
 """
 
 from __future__ import annotations
@@ -16,16 +22,33 @@ import dataclasses
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from ..translation import refused_targets
 from ..translation.prompts import TranslationRequest
 from ..translation.service import TranslationJob, TranslationService
 from .caption import Caption
-from .control import parse_translation_languages
+from .control import ControlError, parse_translation_languages
 from .pipeline import Emit, Stage
 
 CONTEXT_SENTENCES = 2
 CLAUSE_WORDS = 8  # a long sentence's committed words are translated provisionally every clause of this many
 CLAUSE_ENDS = frozenset(",;:，、")
 SEGMENTS_KEPT = 64  # closed segments remembered, for revisions and late translations
+# Seconds of audio either side of a caption's span sent to a backend that hears it: word
+# timings are approximate, and a clipped first or last syllable changes the translation.
+CAPTION_AUDIO_MARGIN = 0.2
+
+AudioOf = Callable[[Caption], np.ndarray | None]  # a caption's audio (None: not kept, or none)
+
+
+def audio_span(audio: np.ndarray, start: float, end: float, margin: float = CAPTION_AUDIO_MARGIN) -> np.ndarray | None:
+    """The samples of 16 kHz `audio` from `start` to `end` seconds, `margin` wider either side
+    (None where that is no audio at all)."""
+    first = max(0, round((start - margin) * SAMPLE_RATE))
+    last = min(len(audio), round((end + margin) * SAMPLE_RATE))
+    return audio[first:last] if last > first else None
 
 
 class TranslationTargets:
@@ -37,10 +60,15 @@ class TranslationTargets:
         self.set(languages)
 
     def set(self, languages: Iterable[object] | str) -> None:
-        """Parse and set the languages (a `ControlError`, a ValueError, names a wrong one)."""
+        """Parse and set the languages (a `ControlError`, a ValueError, names a wrong one, or
+        says why the process's translator cannot translate into it)."""
         if not isinstance(languages, str):
             languages = list(languages)
-        self.languages = parse_translation_languages(languages)
+        parsed = parse_translation_languages(languages)
+        refused = refused_targets(parsed)
+        if refused:
+            raise ControlError(refused)
+        self.languages = parsed
 
     def __bool__(self) -> bool:
         return bool(self.languages)
@@ -53,15 +81,22 @@ class TranslationStage(Stage):
         targets: TranslationTargets,
         glossary: Callable[[], tuple[str, ...]] = tuple,
         provisional: bool = True,
+        audio_of: AudioOf | None = None,
     ):
         self.service = service
         self.targets = targets
         self.glossary = glossary
         self.provisional = provisional  # translate the stable clauses of a long sentence before it ends
+        self.audio_of = audio_of  # a caption's audio, for a backend that hears it (the door's)
         self._segments: OrderedDict[str, Caption] = OrderedDict()  # segment -> its latest final, translated so far
         self._clauses: dict[str, int] = {}  # open segment -> committed words already sent provisionally
         self._context: dict[tuple[str | None, str], deque[tuple[str, str]]] = {}
         self._closed = False
+
+    @property
+    def needs_audio(self) -> bool:
+        """Whether the backend hears captions rather than reads them (its requests carry audio)."""
+        return bool(getattr(self.service.translator, "needs_audio", False))
 
     def process(self, caption: Caption, emit: Emit) -> None:
         emit(caption)
@@ -71,7 +106,7 @@ class TranslationStage(Stage):
         if not targets:
             return
         if not caption.final:
-            if self.provisional and self._new_clause(caption):
+            if self.provisional and not self.needs_audio and self._new_clause(caption):
                 self._submit(caption, targets, emit, provisional=True)
             return
         self._clauses.pop(caption.segment_id, None)
@@ -96,9 +131,11 @@ class TranslationStage(Stage):
 
     def _submit(self, caption: Caption, targets: list[str], emit: Emit, provisional: bool) -> None:
         glossary = tuple(self.glossary())
+        # Without it, the backend's error says the door gives no audio.
+        audio = self.audio_of(caption) if self.needs_audio and self.audio_of is not None else None
         for target in targets:
             context = self._context.get((caption.language, target), ())
-            request = TranslationRequest(caption.text, caption.language, target, tuple(context), glossary)
+            request = TranslationRequest(caption.text, caption.language, target, tuple(context), glossary, audio)
             self.service.submit(
                 TranslationJob(
                     # One key per segment and language: the final replaces a provisional job still queued.
@@ -139,11 +176,14 @@ async def translate_captions(
     targets: TranslationTargets,
     glossary: tuple[str, ...] = (),
     timeout: float = 600.0,
+    audio: np.ndarray | None = None,
 ) -> None:
     """Fill `translations` of finished captions (a file's segments) in place, in order, each
     with the sentences before it as context, through the process's queue. A segment whose
-    translation failed keeps what it has; `service.status()` says why."""
-    stage = TranslationStage(service, targets, lambda: glossary)
+    translation failed keeps what it has; `service.status()` says why. `audio`: the file's
+    16 kHz audio, which a backend that hears captions gets each segment's span of."""
+    audio_of = None if audio is None else (lambda caption: audio_span(audio, caption.start, caption.end))
+    stage = TranslationStage(service, targets, lambda: glossary, audio_of=audio_of)
     by_segment = {c.segment_id: c for c in captions}
 
     def keep(caption: Caption) -> None:

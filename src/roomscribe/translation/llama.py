@@ -94,6 +94,8 @@ def _is_gguf(path: Path) -> bool:
 class LlamaTranslator:
     name = "llama"
     concurrency = 1
+    needs_audio = False  # it reads the caption's text
+    targets: tuple[str, ...] | None = None  # any language the model writes
 
     def __init__(self, model: str | None = None, *, threads: int | None = None, style: PromptStyle = DEFAULT_STYLE):
         self.model = model or PACKAGED_NAME

@@ -11,12 +11,19 @@ Pure: no model, no I/O. The messages are
    what "it" and "that" refer to and keeps its word choices from one caption to the next;
 4. the caption itself.
 
+A request can carry the caption's audio too, for a backend that translates speech rather than
+text (`whisper`); the others ignore it.
+
 `bench/translation.py` measures each part (bare instruction, with examples, with context).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Language names as an instruction model knows them best (English names).
 LANGUAGE_NAMES: dict[str, str] = {
@@ -119,6 +126,9 @@ class TranslationRequest:
     target: str
     context: tuple[tuple[str, str], ...] = ()  # the speaker's earlier (sentence, translation) pairs
     glossary: tuple[str, ...] = field(default=())  # names and terms to keep as written
+    # The caption's speech, 16 kHz mono float32, for a backend that hears it (`needs_audio`);
+    # left out of equality and hashing (an array has neither) and of the repr.
+    audio: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def messages(request: TranslationRequest, style: PromptStyle = DEFAULT_STYLE) -> list[dict[str, str]]:
