@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,6 +9,18 @@ from pathlib import Path
 import pytest
 
 from support.speech import EVAL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def records_in_a_scratch_directory(tmp_path_factory):
+    """Meeting records that tests' agents and servers keep (in this process and in the
+    processes they start) go to a scratch directory, never the user's data directory."""
+    if os.environ.get("ROOMSCRIBE_DATA_DIR"):
+        yield
+        return
+    os.environ["ROOMSCRIBE_DATA_DIR"] = str(tmp_path_factory.mktemp("records"))
+    yield
+    os.environ.pop("ROOMSCRIBE_DATA_DIR", None)
 
 
 @pytest.fixture(scope="session")
@@ -138,3 +151,45 @@ def llama_translator(translate_extra):
     translator.load()
     yield translator
     translator.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of the test session's own, on loopback (see support.postgres)."""
+    from support.postgres import start_server, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no PostgreSQL for the store tests: {reason}")
+    server = start_server()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    """The test server's maintenance database (tests that write make their own: `store`)."""
+    return postgres_server.url()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_database(request, tmp_path):
+    """What `open_store` is given for a fresh, empty store, on each database."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path / 'roomscribe.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    if server.running:
+        server.drop_database(url)
+
+
+@pytest.fixture
+def store(store_database):
+    """A fresh, empty store, on SQLite and on PostgreSQL."""
+    from roomscribe.store import open_store
+
+    opened = open_store(store_database)
+    yield opened
+    opened.close()
