@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +41,11 @@ def running_server(
 ):
     """`setup(app)` changes the app before it starts (what a test puts in its keys)."""
     config = config or ServerConfig(host=host, port=0)
+    scratch = None
+    if config.records and config.data_dir is None and config.database is None:
+        # Meeting records of a test server go to a directory of its own, never the user's.
+        scratch = tempfile.TemporaryDirectory(prefix="roomscribe-records-")
+        config = dataclasses.replace(config, data_dir=scratch.name)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict = {}
@@ -74,3 +81,5 @@ def running_server(
         asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        if scratch is not None:
+            scratch.cleanup()

@@ -7,7 +7,9 @@ Job metadata (set on the dispatch or in a token's room configuration) is JSON:
      "policy": "localagreement",            # or "alignatt"
      "interims_per_second": 4,              # 0 turns interim captions off
      "diarize": ["front-desk"],             # tracks with several voices: identities, or "all"
-     "translate": ["en", "ko"]}             # captions translated into these (each but its own)
+     "translate": ["en", "ko"],             # captions translated into these (each but its own)
+     "tenant": "acme",                      # whose meeting records the room is kept in
+     "record": true}                        # keep the room as a meeting (false: captions only)
 
 SIP participants, and participants with the attribute `roomscribe.diarize` = `true`, are
 diarized whatever the metadata says: their captions carry `roomscribe.speaker` (S1, S2, ...).
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from ..session.control import ControlError, parse_translation_languages
 from ..session.options import MAX_PROMPT_CHARACTERS, OptionsError, parse_language, parse_policy, parse_prompt
+from ..store import parse_tenant
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class CaptionOptions:
     participant_names: bool = True  # the room's participants' names join every speaker's prompt
     diarize: frozenset[str] | bool = frozenset()  # identities whose tracks carry several voices; True: all
     translate: tuple[str, ...] = ()  # languages every caption is translated into (but its own)
+    tenant: str = "local"  # the tenant whose meetings the room's record belongs to
+    record: bool = True  # keep the room session as a meeting in the store
 
     def prompt_with(self, names: list[str]) -> str:
         """The room's prompt followed by participants' names, as many as fit."""
@@ -61,7 +66,10 @@ class CaptionOptions:
             "interims_per_second": env.get("ROOMSCRIBE_INTERIMS_PER_SECOND"),
             "prompt": env.get("ROOMSCRIBE_PROMPT"),
             "translate": env.get("ROOMSCRIBE_TRANSLATE"),
+            "tenant": env.get("ROOMSCRIBE_TENANT"),
         }
+        if env.get("ROOMSCRIBE_RECORDS"):
+            raw["record"] = env["ROOMSCRIBE_RECORDS"].strip().lower() not in ("off", "0", "false", "no")
         return cls().updated({k: v for k, v in raw.items() if v is not None})
 
     def with_metadata(self, metadata: str | None) -> CaptionOptions:
@@ -111,6 +119,15 @@ class CaptionOptions:
                 changes["translate"] = parse_translation_languages(data["translate"], "translate")
             except ControlError as exc:
                 raise OptionsError(str(exc)) from None
+        if "tenant" in data:
+            try:
+                changes["tenant"] = parse_tenant(str(data["tenant"]))
+            except ValueError as exc:
+                raise OptionsError(f"tenant: {exc}") from None
+        if "record" in data:
+            if not isinstance(data["record"], bool):
+                raise OptionsError(f"record must be true or false, not {data['record']!r}")
+            changes["record"] = data["record"]
         return replace(self, **changes)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 from ..session.control import ControlError, Pause, Resume, SetLanguage, SetTranslation, parse_control
 from ..session.options import OptionsError, parse_language
 from ..session.pipeline import InterimThrottle, Pipeline
+from ..session.records import MeetingRecorder
 from ..session.translation import TranslationStage, TranslationTargets
 from ..translation import TranslationService
 from .captions import CaptionPublisher, CaptionSend
@@ -139,8 +141,10 @@ class RoomCaptioner:
         translation: TranslationService | None = None,
         translation_unavailable: str | None = None,
         on_translation: Callable[[str, tuple[str, ...], str], None] | None = None,
+        recorder: MeetingRecorder | None = None,
     ):
         self.options = options
+        self.recorder = recorder  # the room session's meeting record, where the worker keeps one
         self.translation = translation
         self._translation_unavailable = translation_unavailable or "no translator in this worker"
         self._on_translation = on_translation
@@ -209,7 +213,9 @@ class RoomCaptioner:
             )
             self._stages[track_sid] = stage
             stages.append(stage)
-        pipeline = Pipeline(stages, [self.publisher.publish])
+        # Stored before it is published: a final the room has seen is in the meeting's record.
+        stored = [self.recorder.sink(self.recorder.offset_of(time.time()))] if self.recorder else []
+        pipeline = Pipeline(stages, [*stored, self.publisher.publish])
         diarize = self.diarized(participant)
         speaker = self._speaker_factory(
             name=identity,

@@ -10,6 +10,11 @@ options as job metadata (see `options.py`). All rooms of a worker run in its pro
 on threads and share one model and its scheduler (`session.shared_engine`/`worker_for`),
 loaded once in the prewarm hook: every track is a `session.LiveSpeaker` on it. The
 worker's load (see `capacity.py`) lets LiveKit spread rooms over several workers.
+
+Each room session is kept as a meeting (`session.records`; ROOMSCRIBE_DATABASE for a
+PostgreSQL that several workers share, else SQLite in ROOMSCRIBE_DATA_DIR), named by the
+room's sid, in the tenant of the job metadata's `tenant` (default ROOMSCRIBE_TENANT or
+"local"): workers that caption the same room session write the same meeting.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from livekit import rtc
 from ..diarization.extras import NEEDS, missing_packages
 from ..engine import StreamConfig
 from ..session import EngineWorker, LiveSpeaker, OptionsError, Pipeline, shared_engine, worker_for
+from ..session.records import MeetingRecorder, MeetingRecords, records_from_env
+from ..store import StoreError, is_meeting_id
 from ..translation import shared_translation, translation_unavailable
 from .capacity import PROCESS_CAPACITY
 from .livekit_room import (
@@ -99,9 +106,36 @@ def live_speakers(worker: EngineWorker, options: CaptionOptions) -> SpeakerFacto
 _rooms: dict[int, RoomCaptioner] = {}  # by id(JobContext): closed in on_session_end
 
 
+_records: list[MeetingRecords | None] = []  # the process's meeting records, opened on first use
+
+
+def shared_records() -> MeetingRecords | None:
+    """The worker's meeting records (`records_from_env`: ROOMSCRIBE_DATABASE, or SQLite in
+    ROOMSCRIBE_DATA_DIR); None when off, or when the store cannot be opened (logged: the
+    rooms are captioned all the same)."""
+    if not _records:
+        try:
+            _records.append(records_from_env())
+        except StoreError as exc:
+            logger.error("meeting records are off in this worker: %s", exc)
+            _records.append(None)
+    return _records[0]
+
+
+async def open_room_record(ctx: JobContext, options: CaptionOptions) -> MeetingRecorder | None:
+    """The room session's meeting (its sid: every worker that captions it writes the same one)."""
+    kept = shared_records() if options.record else None
+    if kept is None:
+        return None
+    room = ctx.job.room
+    meeting_id = room.sid if room.sid and is_meeting_id(room.sid) else None
+    return await kept.open_live(options.tenant, meeting_id, source="livekit", title=room.name or None)
+
+
 async def entrypoint(ctx: JobContext) -> None:
     options = room_options(ctx.job.metadata)
     engine = ctx.proc.userdata.get("engine") or await asyncio.to_thread(shared_engine, model_name())
+    recorder = await open_room_record(ctx, options)
     captioner = RoomCaptioner(
         options,
         live_speakers(worker_for(engine), options),
@@ -111,6 +145,7 @@ async def entrypoint(ctx: JobContext) -> None:
         translation=shared_translation(),
         translation_unavailable=translation_unavailable(),
         on_translation=announce_translation(ctx.room),
+        recorder=recorder,
     )
     _rooms[id(ctx)] = captioner
     bind_room(ctx.room, captioner)
@@ -125,6 +160,9 @@ async def on_session_end(ctx: JobContext) -> None:
     captioner = _rooms.pop(id(ctx), None)
     if captioner is not None:
         await captioner.aclose()
+        kept = shared_records()
+        if captioner.recorder is not None and kept is not None:
+            await kept.end_live(captioner.recorder)
 
 
 def leave_when_empty(ctx: JobContext) -> None:

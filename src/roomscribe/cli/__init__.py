@@ -1,4 +1,4 @@
-"""The `roomscribe` command: `serve`, `transcribe`, and the LiveKit agent's `start|dev|connect`."""
+"""The `roomscribe` command: `serve`, `transcribe`, `keys`, and the LiveKit agent's `start|dev|connect`."""
 
 from __future__ import annotations
 
@@ -54,8 +54,11 @@ def engine_config(args):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomscribe", description="Real-time captions for rooms and files.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{serve,transcribe,start,dev,connect}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{serve,transcribe,keys,start,dev,connect}")
     _add_serve(sub)
+    from .keys import add_parser as add_keys
+
+    add_keys(sub, _add_store_options)
     # The LiveKit commands are parsed by livekit-agents; listed here for --help only.
     sub.add_parser("start", help="caption LiveKit rooms dispatched to agent 'roomscribe' (LIVEKIT_URL, ...)")
     sub.add_parser("dev", help="like start, with debug logs")
@@ -129,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("ROOMSCRIBE_DATA_DIR") or None,
+        help="where meeting records live (SQLite; default: the user's data directory); env ROOMSCRIBE_DATA_DIR",
+    )
+    p.add_argument(
+        "--database",
+        default=os.environ.get("ROOMSCRIBE_DATABASE") or None,
+        help="a PostgreSQL URL (postgresql://user@host/db) shared by several servers and agents, instead of "
+        "SQLite in --data-dir; needs pip install 'roomscribe[postgres]'; env ROOMSCRIBE_DATABASE",
+    )
+
+
 def _add_serve(sub) -> None:
     s = sub.add_parser(
         "serve", help="serve the caption page, the /asr WebSocket and file transcription (no LiveKit server needed)"
@@ -162,6 +179,30 @@ def _add_serve(sub) -> None:
         default=64,
         help="speakers streaming at once, page and /asr together (default 64)",
     )
+    _add_store_options(s)
+    s.add_argument("--no-records", action="store_true", help="keep no meeting records (no /meetings, /jobs or /stt)")
+    s.add_argument(
+        "--keep-audio",
+        action="store_true",
+        help="store the audio of uploads and URL jobs with their meetings (not kept by default)",
+    )
+    s.add_argument(
+        "--retention-days",
+        type=float,
+        default=float(os.environ["ROOMSCRIBE_RETENTION_DAYS"]) if os.environ.get("ROOMSCRIBE_RETENTION_DAYS") else None,
+        help="delete meetings older than this many days (default: keep them); env ROOMSCRIBE_RETENTION_DAYS",
+    )
+    s.add_argument(
+        "--allow-fetch",
+        action="append",
+        default=[],
+        metavar="CIDR|HOST",
+        help="let URL jobs fetch from this private network or host (repeatable; public addresses need nothing)",
+    )
+    s.add_argument(
+        "--media-root",
+        help="let jobs read local files below this directory (file:// or a path); none are read without it",
+    )
     _add_engine_options(s)
 
 
@@ -186,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import serve
 
             return serve(args)
+        if args.command == "keys":
+            from .keys import keys
+
+            return keys(args)
     except BrokenPipeError:  # output closed early (e.g. piped into head)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

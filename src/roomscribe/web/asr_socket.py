@@ -19,6 +19,10 @@ A language that is not one is refused like any bad option (400 before the upgrad
 without a translator, or one whose translations fail, says so in an `{"error": ...}` message
 and captions go on without them.
 
+`meeting_id=standup-42` stores the connection's finals in that meeting of the key's tenant
+(made on first use; several connections may share it, each named by `name`, with `user_id`);
+`GET /meetings/{id}` reads it back. Without it nothing is stored.
+
 The client sends binary frames: PCM s16le 16 kHz mono, or a compressed stream (WebM/Opus
 from MediaRecorder, Ogg, MP4 ...); an empty frame ends the audio. The server sends
 `{"type": "config", ...}` first, then updates with `lines`, `buffer_transcription`,
@@ -50,10 +54,13 @@ from ..session.control import (
     parse_translation_languages,
 )
 from ..session.options import OptionsError, parse_speaker_hints
+from ..session.records import MeetingRecorder
 from ..session.scheduler import EngineWorker
 from ..session.translation import TranslationStage, TranslationTargets
 from .keys import ASR_CONNECTIONS_KEY, CONFIG_KEY, WORKER_KEY, Translation, live_streams, translation
+from .records import meeting_id_field, records
 from .responses import dumps, json_error
+from .tenants import tenant_of
 
 logger = logging.getLogger("roomscribe.web")
 
@@ -106,6 +113,8 @@ class AsrSession:
         input_kind: str,
         targets: TranslationTargets | None = None,
         translation: Translation | None = None,
+        recorder: MeetingRecorder | None = None,
+        name: str = "speaker",
     ):
         self.ws = ws
         self.mode = mode
@@ -116,9 +125,15 @@ class AsrSession:
         self.stage: TranslationStage | None = None
         stages = []
         if self.translation.service is not None:
-            self.stage = TranslationStage(self.translation.service, self.targets)
+            self.stage = TranslationStage(
+                self.translation.service, self.targets, audio_of=lambda c: self.speaker.caption_audio(c)
+            )
             stages.append(self.stage)
-        self.speaker = LiveSpeaker(worker, config, name="speaker", pipeline=Pipeline(stages, sinks=[self._on_caption]))
+        # Stored before it is sent: a final the client has seen is in the meeting's record.
+        stored = [recorder.sink(time.time() - recorder.started_at)] if recorder is not None else []
+        self.speaker = LiveSpeaker(
+            worker, config, name=name, pipeline=Pipeline(stages, sinks=[*stored, self._on_caption])
+        )
         self._provisional: dict[str, dict[str, str]] = {}  # open segment -> its provisional translations
         self._remove_listener: Callable[[], None] | None = None
         self.heard_speech = False
@@ -332,6 +347,8 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
         if input_kind not in ("auto", "pcm", "encoded"):
             raise ValueError("input is auto, pcm or encoded")
         targets = _translate_to(",".join(query.getall("translate_to", [])) or None)
+        tenant, meeting_id = tenant_of(request), meeting_id_field(query.get("meeting_id"))
+        name = (query.get("name") or "").strip()[:64] or "speaker"
     except (OptionsError, ValueError) as exc:
         return json_error(400, str(exc))
     if live_streams(app) >= app[CONFIG_KEY].max_live_streams:
@@ -342,7 +359,11 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     app[ASR_CONNECTIONS_KEY].add(ws)
 
-    session = AsrSession(ws, app[WORKER_KEY], config, mode, input_kind, targets, translation(app))
+    kept = records(app) if meeting_id else None  # a connection is stored as (part of) the meeting it names
+    recorder = None
+    if kept is not None:
+        recorder = await kept.open_live(tenant, meeting_id, source="asr", user_id=query.get("user_id") or None)
+    session = AsrSession(ws, app[WORKER_KEY], config, mode, input_kind, targets, translation(app), recorder, name)
     ended = False
     try:
         await session.send({"type": "config", "useAudioWorklet": input_kind != "encoded", "mode": mode})
@@ -388,6 +409,8 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
         app[ASR_CONNECTIONS_KEY].discard(ws)
         if not ws.closed:
             await ws.close()
+        if kept is not None and recorder is not None:
+            await kept.end_live(recorder)
     return ws
 
 
@@ -401,7 +424,11 @@ async def _text_message(session: AsrSession, text: str) -> bool:
     if isinstance(command, Stop):
         return True
     if isinstance(command, SetTranslation):
-        session.targets.set(command.languages)
+        try:
+            session.targets.set(command.languages)
+        except ControlError as exc:  # languages this server's translator cannot give
+            await session.send({"error": f"bad message: {exc}"})
+            return False
         problem = session.start_translation()
         if problem:
             await session.send({"error": problem})

@@ -27,6 +27,15 @@ class ServerConfig:
     max_sessions: int = 64
     max_live_streams: int = 64  # speakers across the page and /asr
     diarizer: str = "campplus"  # the engine's diarization backend, checked before a stream opens
+    # Meeting records: SQLite under data_dir (None: the user's data directory), or `database`
+    # (a PostgreSQL URL); records=False keeps none (no /meetings).
+    records: bool = True
+    data_dir: str | None = None
+    database: str | None = None
+    keep_audio: bool = False  # store uploads' and URL jobs' audio with their meetings
+    retention_days: float | None = None  # meetings older than this are deleted
+    allow_fetch: tuple[str, ...] = ()  # private networks and hosts URL jobs may fetch from
+    media_root: str | None = None  # local files jobs may read (none without it)
 
     def stream_config(
         self,
@@ -67,15 +76,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_exposure(config: ServerConfig, allow_no_auth: bool = False) -> list[str]:
-    """Refuse to expose the server without a key; returns warnings to print."""
+def check_exposure(config: ServerConfig, allow_no_auth: bool = False, tenant_keys: bool = False) -> list[str]:
+    """Refuse to expose the server without a key (the server's own, or tenants' keys in its
+    store); returns warnings to print."""
     warnings = []
     if not is_loopback(config.host):
-        if not config.api_key and not allow_no_auth:
+        if not config.api_key and not tenant_keys and not allow_no_auth:
             raise ConfigError(
                 f"listening on {config.host} exposes the server beyond this machine: set "
-                "ROOMSCRIBE_API_KEY (clients send it as 'Authorization: Bearer KEY'), or pass "
-                "--no-auth to allow anyone on the network"
+                "ROOMSCRIBE_API_KEY (clients send it as 'Authorization: Bearer KEY') or create tenant keys "
+                "(roomscribe keys create TENANT), or pass --no-auth to allow anyone on the network"
             )
         if not config.certfile:
             warnings.append(

@@ -15,10 +15,12 @@ shows one of them. Where the process has no translator, asking for one is a 501.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
+import mimetypes
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import MultipartReader, web
@@ -33,11 +35,15 @@ from ..session.control import ControlError
 from ..session.file_jobs import QueueFull
 from ..session.formats import MEDIA_TYPES, render, segment_captions, transcript_document, translated_text
 from ..session.options import OptionsError, parse_language, parse_speaker_hints, parse_task
+from ..session.records import MeetingRecords
 from ..session.translation import TranslationTargets, translate_captions
+from ..store import Meeting, StoreError
 from ..translation import TranslationService, TranslationUnavailableError
 from . import keys
 from .keys import CONFIG_KEY, FILES_KEY
+from .records import meeting_id_field, records
 from .responses import RequestError, dumps, json_error
+from .tenants import tenant_of
 
 logger = logging.getLogger("roomscribe.web")
 
@@ -129,8 +135,10 @@ async def _read_limited(source, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _decode(request: web.Request, data: bytes, name: str):
-    config = request.app[CONFIG_KEY]
+async def decode(app: web.Application, data: bytes, name: str):
+    """A file's audio at 16 kHz (`load_audio`, within the server's length limit); a
+    `RequestError` for what is not audio, too long or broken."""
+    config = app[CONFIG_KEY]
     try:
         return await asyncio.to_thread(
             load_audio, data, max_seconds=config.max_file_minutes * 60, name=name, untrusted=True
@@ -228,13 +236,15 @@ def _translation(app: web.Application, fields: Mapping[str, str], fmt: str = "js
     return Translation(translation_service(app), targets, subtitles)
 
 
-async def _translate(result: OfflineTranscript, task: str, translation: Translation | None) -> list[Caption]:
+async def _translate(
+    result: OfflineTranscript, task: str, translation: Translation | None, audio=None
+) -> list[Caption]:
     """The file's segments as captions, translated where asked (in place, in order)."""
     captions = segment_captions(result.segments, language="en" if task == "translate" else result.language)
     if translation is None:
         return captions
     await _load_translator(translation.service)
-    await translate_captions(translation.service, captions, translation.targets)
+    await translate_captions(translation.service, captions, translation.targets, audio=audio)
     needed = [(c, t) for c in captions if c.text for t in translation.targets.languages if t != c.language]
     missing = sum(1 for c, t in needed if t not in c.translations)
     if missing and missing == len(needed):
@@ -271,21 +281,47 @@ class Transcribed:
         return transcript_document(self.result, self.captions, self.languages)
 
 
-async def _run(
-    request: web.Request,
-    audio,
-    language,
-    prompt,
-    progress=None,
-    task="transcribe",
-    speakers=None,
-    translation: Translation | None = None,
+@dataclass(frozen=True)
+class FileOptions:
+    """How a file is transcribed, from a request's fields (checked before it is decoded)."""
+
+    language: str | None = None
+    prompt: str | None = None
+    task: str = "transcribe"
+    speakers: SpeakerHints | None = None  # diarize, with these hints
+    translation: Translation | None = None
+
+    @classmethod
+    def from_fields(cls, app: web.Application, fields: Mapping[str, str], fmt: str = "json") -> FileOptions:
+        return cls(
+            language=_language(fields),
+            prompt=fields.get("prompt") or None,
+            task=_task(fields),
+            speakers=_speakers(fields, app[CONFIG_KEY].diarizer),
+            translation=_translation(app, fields, fmt),
+        )
+
+    def params(self) -> dict:
+        """What a stored job records of its options."""
+        return {
+            "language": self.language,
+            "task": self.task,
+            "diarize": self.speakers is not None,
+            "translate_to": list(self.translation.targets.languages) if self.translation else [],
+        }
+
+
+async def transcribe(
+    app: web.Application, audio, options: FileOptions, progress: Callable[[float, float], None] | None = None
 ) -> Transcribed:
+    """A decoded file through the shared model (taking turns with live streams), translated
+    where asked; a full queue is a 503."""
+    task, translation = options.task, options.translation
     try:
-        result = await request.app[FILES_KEY].run(audio, language, prompt, progress, task, speakers)
+        result = await app[FILES_KEY].run(audio, options.language, options.prompt, progress, task, options.speakers)
     except QueueFull as exc:
         raise RequestError(503, str(exc)) from None
-    captions = await _translate(result, task, translation)
+    captions = await _translate(result, task, translation, audio)
     return Transcribed(result, captions, translation.targets.languages if translation else ())
 
 
@@ -309,31 +345,30 @@ async def transcribe_upload(request: web.Request) -> web.StreamResponse:
         data, name, fields = await read_upload(request, int(config.max_upload_mb * 1024**2))
         fields = {**query_fields(request), **fields}
         fmt = _format(fields)
-        language, task, speakers = _language(fields), _task(fields), _speakers(fields, config.diarizer)
-        translation = _translation(request.app, fields, fmt)
+        options = FileOptions.from_fields(request.app, fields, fmt)
+        keep = Keeping.of(request, fields, name, data)
         progress = fields.get("progress", "").lower() in ("1", "true", "yes") or "application/x-ndjson" in (
             request.headers.get("Accept", "")
         )
         if progress and fmt != "json":
             raise RequestError(400, f"progress lines end with the JSON result: ask for format json, not {fmt}")
-        audio = await _decode(request, data, name)
+        audio = await decode(request.app, data, name)
         del data
         if progress:
-            return await _with_progress(request, audio, language, fields.get("prompt"), task, speakers, translation)
-        done = await _run(
-            request, audio, language, fields.get("prompt"), task=task, speakers=speakers, translation=translation
-        )
+            return await _with_progress(request, audio, options, keep)
+        done = await transcribe(request.app, audio, options)
+        meeting = await keep.save(done)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
+    headers = {MEETING_HEADER: meeting.id} if meeting is not None else {}
     if fmt == "json":
-        return web.json_response(done.document(), dumps=dumps)
+        return web.json_response(_with_meeting(done.document(), meeting), dumps=dumps, headers=headers)
+    translation = options.translation
     body = render(done.captions, fmt, language=translation.subtitles if translation else None)
-    return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8")
+    return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8", headers=headers)
 
 
-async def _with_progress(
-    request: web.Request, audio, language, prompt, task, speakers, translation
-) -> web.StreamResponse:
+async def _with_progress(request: web.Request, audio, options: FileOptions, keep: Keeping) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     loop = asyncio.get_running_loop()
@@ -350,7 +385,12 @@ async def _with_progress(
 
     total = round(len(audio) / SAMPLE_RATE, 1)
     await response.write((dumps({"type": "progress", "done": 0.0, "total": total}) + "\n").encode())
-    job = asyncio.ensure_future(_run(request, audio, language, prompt, progress, task, speakers, translation))
+
+    async def run() -> tuple[Transcribed, Meeting | None]:
+        done = await transcribe(request.app, audio, options, progress)
+        return done, await keep.save(done)
+
+    job = asyncio.ensure_future(run())
     try:
         while not job.done():
             getter = asyncio.ensure_future(lines.get())
@@ -360,7 +400,8 @@ async def _with_progress(
             else:
                 getter.cancel()
         try:
-            out = {"type": "result", **job.result().document()}
+            done, meeting = job.result()
+            out = {"type": "result", **_with_meeting(done.document(), meeting)}
         except RequestError as exc:
             out = {"type": "error", "error": {"message": str(exc), "code": exc.status}}
         await response.write((dumps(out) + "\n").encode())
@@ -388,24 +429,24 @@ async def _openai(request: web.Request, task: str) -> web.Response:
         fmt = fields.get("response_format", "json")
         if fmt not in OPENAI_FORMATS:
             raise RequestError(400, f"response_format is one of {', '.join(OPENAI_FORMATS)}")
-        language, speakers = _language(fields), _speakers(fields, config.diarizer)
         if fields.get("subtitle_language"):
             raise RequestError(400, "subtitle_language is an option of /transcribe (format srt, vtt or txt)")
         if fields.get("translate_to") and fmt not in ("json", "verbose_json"):
             raise RequestError(400, f"translate_to needs response_format json or verbose_json, not {fmt}")
-        translation = _translation(request.app, fields)
-        audio = await _decode(request, data, name)
+        options = FileOptions.from_fields(request.app, {**fields, "task": task})
+        keep = Keeping.of(request, fields, name, data)
+        audio = await decode(request.app, data, name)
         del data
-        done = await _run(
-            request, audio, language, fields.get("prompt"), task=task, speakers=speakers, translation=translation
-        )
+        done = await transcribe(request.app, audio, options)
+        meeting = await keep.save(done)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
+    headers = {MEETING_HEADER: meeting.id} if meeting is not None else {}
     result = done.result
     usage = {"type": "duration", "seconds": math.ceil(result.duration)}
     translated = {"translations": _whole_translations(done)} if done.languages else {}
     if fmt == "json":
-        return web.json_response({"text": result.text, **translated, "usage": usage}, dumps=dumps)
+        return web.json_response({"text": result.text, **translated, "usage": usage}, dumps=dumps, headers=headers)
     if fmt == "verbose_json":
         segments = [
             {
@@ -439,10 +480,70 @@ async def _openai(request: web.Request, task: str) -> web.Response:
                 **_speakers_of(result),
             },
             dumps=dumps,
+            headers=headers,
         )
     body = render(done.captions, fmt) if fmt != "text" else result.text + "\n"
-    return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8")
+    return web.Response(text=body, content_type=MEDIA_TYPES[fmt], charset="utf-8", headers=headers)
 
 
 def _whole_translations(done: Transcribed) -> dict[str, str]:
     return {language: translated_text(done.captions, language) for language in done.languages}
+
+
+# -- meeting records ---------------------------------------------------------------------------
+
+MEETING_HEADER = "X-Roomscribe-Meeting"  # the meeting an upload was stored as
+
+
+@dataclass(frozen=True)
+class Keeping:
+    """Where an upload is stored once transcribed: the tenant and meeting (`meeting_id`,
+    `user_id` and `tenant_id` fields; checked before the file is decoded), and its audio
+    where the server keeps audio. Nowhere on a server without records."""
+
+    records: MeetingRecords | None
+    tenant: str = ""
+    meeting_id: str | None = None
+    user_id: str | None = None
+    name: str = ""
+    audio: tuple[bytes, str] | None = None
+
+    @classmethod
+    def of(cls, request: web.Request, fields: Mapping[str, str], name: str, data: bytes) -> Keeping:
+        kept = records(request.app)
+        if kept is None:
+            return cls(None)
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return cls(
+            kept,
+            tenant_of(request, fields.get("tenant_id")),
+            meeting_id_field(fields.get("meeting_id")),
+            (fields.get("user_id") or "").strip()[:128] or None,
+            name,
+            (data, content_type) if kept.keep_audio else None,
+        )
+
+    async def save(self, done: Transcribed) -> Meeting | None:
+        if self.records is None:
+            return None
+        try:
+            return await self._save(done)
+        except StoreError as exc:
+            raise RequestError(503, f"the transcript could not be stored: {exc}") from None
+
+    async def _save(self, done: Transcribed) -> Meeting:
+        return await self.records.save_file(
+            self.tenant,
+            self.meeting_id,
+            # A file's voices are its speakers (S1, S2, ...); undiarized, it is the uploader's.
+            [dataclasses.replace(c, participant="" if c.speaker else self.user_id or "") for c in done.captions],
+            source="upload",
+            title=self.name,
+            user_id=self.user_id,
+            language=done.result.language,
+            audio=self.audio,
+        )
+
+
+def _with_meeting(document: dict, meeting: Meeting | None) -> dict:
+    return {"meeting_id": meeting.id, **document} if meeting is not None else document

@@ -22,9 +22,12 @@ from collections.abc import Awaitable, Callable
 from ..engine import StreamConfig
 from ..session import Caption, LiveSpeaker, Pipeline, Transcript
 from ..session.control import ControlError
+from ..session.records import MeetingRecorder, MeetingRecords
 from ..session.scheduler import EngineWorker
 from ..session.translation import TranslationStage, TranslationTargets
+from ..store import new_meeting_id
 from ..translation import TranslationService
+from .tenants import LOCAL_TENANT
 
 logger = logging.getLogger("roomscribe.web")
 
@@ -61,9 +64,17 @@ class Participant:
         stages = []
         service = self.session.translation_service
         if service is not None:
-            self._stage = TranslationStage(service, self.session.translation_targets, self.session.glossary)
+            self._stage = TranslationStage(
+                service,
+                self.session.translation_targets,
+                self.session.glossary,
+                audio_of=lambda c: self.speaker.caption_audio(c),  # the speaker made below keeps its audio
+            )
             stages.append(self._stage)
-        pipeline = Pipeline(stages, sinks=[self.session.keep, self._broadcast])
+        # Stored before it is sent: a final a page has seen is in the meeting's record.
+        recorder = self.session.recorder
+        stored = [recorder.sink(self.session.started_at - recorder.started_at)] if recorder else []
+        pipeline = Pipeline(stages, sinks=[self.session.keep, *stored, self._broadcast])
         self.speaker = LiveSpeaker(worker, config, name=self.name, pipeline=pipeline, offset=self.session.clock())
         return self.speaker
 
@@ -79,6 +90,8 @@ class Participant:
             await self.speaker.finish()
         self.session.participants.pop(self.id, None)
         self.session.emptied_at = time.monotonic() if not self.session.participants else None
+        if self.session.emptied_at is not None:
+            await self.session.end_record()
         self.session.broadcast({"type": "participants", "participants": self.session.roster()})
         if self.reads is not None:
             self.session.update_translation()  # a language nobody reads any more is dropped
@@ -124,9 +137,15 @@ class Session:
         session_id: str,
         translation_service: TranslationService | None = None,
         translation_unavailable: str | None = None,
+        tenant: str = LOCAL_TENANT,
     ):
         self.id = session_id
+        self.tenant = tenant
+        self.meeting_id = new_meeting_id()  # the record of this session (a session id is the pages' name for it)
+        self.recorder: MeetingRecorder | None = None
+        self._records: MeetingRecords | None = None
         self.created = time.monotonic()
+        self.started_at = time.time()
         self.transcript = Transcript()
         self.participants: dict[str, Participant] = {}
         self.emptied_at: float | None = self.created
@@ -153,6 +172,17 @@ class Session:
                 self._remove_listener = service.add_state_listener(lambda *_: self.announce_translation())
             except RuntimeError:  # no running loop (a session made outside the server): no live state
                 pass
+
+    async def record(self, kept: MeetingRecords | None) -> None:
+        """Keep the session as a meeting (again, when it had emptied and ended)."""
+        if kept is None:
+            return
+        self._records = kept
+        self.recorder = await kept.open_live(self.tenant, self.meeting_id, source="page", title=self.id)
+
+    async def end_record(self) -> None:
+        if self._records is not None and self.recorder is not None:
+            await self._records.end_live(self.recorder)
 
     def clock(self) -> float:
         return time.monotonic() - self.created
@@ -268,25 +298,31 @@ class Sessions:
         self.max_sessions = max_sessions
         self.sessions: dict[str, Session] = {}
 
-    def get(self, session_id: str) -> Session | None:
-        return self.sessions.get(session_id)
+    def get(self, session_id: str, tenant: str = LOCAL_TENANT) -> Session | None:
+        session = self.sessions.get(session_id)
+        return session if session is not None and session.tenant == tenant else None
 
     def open(
         self,
         session_id: str | None,
         translation_service: TranslationService | None = None,
         translation_unavailable: str | None = None,
+        tenant: str = LOCAL_TENANT,
     ) -> Session:
-        """The session to join (a new one when no id is given). ValueError/LookupError when refused."""
+        """The session to join (a new one when no id is given). ValueError/LookupError when
+        refused (a session id another tenant uses is taken)."""
         self._expire()
         session_id = session_id or secrets.token_urlsafe(6)
         if not SESSION_ID.match(session_id):
             raise ValueError("a session id is 1-64 letters, digits, '-' or '_'")
         session = self.sessions.get(session_id)
+        if session is not None and session.tenant != tenant:
+            raise ValueError(f"the session id {session_id!r} is taken: choose another")
         if session is None:
             if len(self.sessions) >= self.max_sessions:
                 raise LookupError(f"the server holds its limit of {self.max_sessions} sessions")
-            session = self.sessions[session_id] = Session(session_id, translation_service, translation_unavailable)
+            session = Session(session_id, translation_service, translation_unavailable, tenant)
+            self.sessions[session_id] = session
         return session
 
     def speakers(self) -> int:

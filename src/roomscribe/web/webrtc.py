@@ -25,8 +25,10 @@ from ..session.control import (
 from ..session.formats import MEDIA_TYPES
 from ..session.options import OptionsError, parse_language, parse_speaker_hints
 from .keys import CONFIG_KEY, PEERS_KEY, SESSIONS_KEY, WORKER_KEY, live_streams, translation
+from .records import records
 from .responses import dumps, json_error
 from .sessions import Participant
+from .tenants import tenant_of
 
 logger = logging.getLogger("roomscribe.web")
 
@@ -67,7 +69,8 @@ async def offer(request: web.Request) -> web.Response:
         )
         reads = _reading(request.query.get("read"))
         found = translation(app)
-        session = app[SESSIONS_KEY].open(request.query.get("session"), found.service, found.unavailable)
+        tenant = tenant_of(request)
+        session = app[SESSIONS_KEY].open(request.query.get("session"), found.service, found.unavailable, tenant)
     except (OptionsError, ValueError) as exc:
         return json_error(400, str(exc))
     except LookupError as exc:
@@ -77,6 +80,7 @@ async def offer(request: web.Request) -> web.Response:
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: host candidates only
     participant = session.join(request.query.get("name"))
+    await session.record(records(app))
     try:
         session.set_reading(participant, reads)
     except ControlError as exc:  # one language too many for the session
@@ -101,6 +105,7 @@ async def offer(request: web.Request) -> web.Response:
             {
                 "type": "welcome",
                 "session": session.id,
+                "meeting": session.meeting_id if session.recorder is not None else None,
                 "participant": participant.id,
                 "name": participant.name,
                 "color": participant.color,
@@ -206,7 +211,7 @@ def _control(participant: Participant, message) -> None:
 
 async def hang_up(request: web.Request) -> web.Response:
     participant = request.app[PEERS_KEY].get(request.match_info["participant"])
-    if participant is None:
+    if participant is None or participant.session.tenant != tenant_of(request):
         return json_error(404, "no such participant")
     await participant.leave()
     return web.Response(status=200)
@@ -216,7 +221,7 @@ TRANSCRIPT_FORMATS = ("txt", "srt", "vtt", "json")
 
 
 async def transcript(request: web.Request) -> web.Response:
-    session = request.app[SESSIONS_KEY].get(request.match_info["session"])
+    session = request.app[SESSIONS_KEY].get(request.match_info["session"], tenant_of(request))
     if session is None:
         return json_error(404, "no such session")
     fmt = request.query.get("format", "txt")
