@@ -273,6 +273,83 @@ for (const button of document.querySelectorAll("footer button[data-format]")) {
   });
 }
 
+// -- past meetings (the key's tenant's, newest first) ---------------------------------------
+const clock = (t) => {
+  const s = Math.max(0, Math.floor(t));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+};
+
+async function listMeetings() {
+  const list = $("meeting-list");
+  const response = await fetch("/meetings?limit=50", { headers: authHeaders() });
+  if (!response.ok) { showError(await errorText(response)); return; }
+  const { meetings } = await response.json();
+  list.replaceChildren();
+  if (!meetings.length) {
+    const empty = document.createElement("li");
+    empty.textContent = "No meetings yet: captioned sessions, uploads and rooms appear here.";
+    list.append(empty);
+  }
+  for (const meeting of meetings) {
+    const item = document.createElement("li");
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "meeting";
+    open.dataset.meeting = meeting.id;
+    const when = new Date(meeting.started_at * 1000).toLocaleString();
+    open.textContent = `${meeting.title || meeting.id} · ${meeting.source} · ${when} · ${meeting.segments_count} lines`;
+    open.addEventListener("click", () => openMeeting(meeting.id));
+    item.append(open);
+    list.append(item);
+  }
+}
+
+async function openMeeting(id) {
+  const response = await fetch(`/meetings/${encodeURIComponent(id)}`, { headers: authHeaders() });
+  if (!response.ok) { showError(await errorText(response)); return; }
+  const meeting = await response.json();
+  $("meeting-view").hidden = false;
+  $("meeting-view").dataset.meeting = id;
+  $("meeting-title").textContent = meeting.title || meeting.id;
+  $("meeting-summary").textContent =
+    `${meeting.total_segments} lines, ${meeting.total_speakers} speakers, ${clock(meeting.duration)}` +
+    (meeting.language ? `, ${meeting.language}` : "");
+  const lines = $("meeting-lines");
+  lines.replaceChildren();
+  for (const segment of meeting.segments) {
+    const line = document.createElement("p");
+    line.className = "line final";
+    const time = document.createElement("span");
+    time.className = "time";
+    time.textContent = clock(segment.start);
+    const who = document.createElement("span");
+    who.className = "speaker";
+    who.textContent = segment.label;
+    const text = document.createElement("span");
+    text.className = "text";
+    const reads = $("read").value;
+    text.textContent = (reads && segment.translations && segment.translations[reads]) || segment.text;
+    line.append(time, who, text);
+    lines.append(line);
+  }
+}
+
+$("meetings").addEventListener("toggle", () => { if ($("meetings").open) listMeetings(); });
+for (const button of document.querySelectorAll("button[data-meeting-format]")) {
+  button.addEventListener("click", async () => {
+    const id = $("meeting-view").dataset.meeting;
+    const fmt = button.dataset.meetingFormat;
+    const response = await fetch(`/meetings/${encodeURIComponent(id)}/transcript?format=${fmt}`,
+      { headers: authHeaders() });
+    if (!response.ok) { showError(await errorText(response)); return; }
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = `${id}.${fmt}`;
+    link.click();
+    URL.revokeObjectURL(link.href);
+  });
+}
+
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", stop);
 if (params.get("autostart") === "1") start();
