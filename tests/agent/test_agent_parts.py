@@ -120,6 +120,14 @@ def test_job_metadata_overrides_environment_defaults():
     assert base.with_metadata("") is base
 
 
+def test_the_room_record_goes_to_the_jobs_tenant_or_the_configured_one():
+    assert (CaptionOptions().tenant, CaptionOptions().record) == ("local", True)
+    base = CaptionOptions.from_env({"ROOMSCRIBE_TENANT": "acme", "ROOMSCRIBE_RECORDS": "off"})
+    assert (base.tenant, base.record) == ("acme", False)
+    opts = base.with_metadata('{"tenant": "globex", "record": true}')
+    assert (opts.tenant, opts.record) == ("globex", True)
+
+
 @pytest.mark.parametrize(
     "metadata, message",
     [
@@ -131,6 +139,8 @@ def test_job_metadata_overrides_environment_defaults():
         ('{"interims_per_second": "fast"}', "must be a number"),
         ('{"interims_per_second": 500}', "between 0 and 50"),
         ('{"participant_languages": ["ko"]}', "map identities"),
+        ('{"tenant": "../acme"}', "tenant"),
+        ('{"record": "yes"}', "record must be true or false"),
     ],
 )
 def test_bad_job_metadata_is_an_error_that_names_the_field(metadata, message):
