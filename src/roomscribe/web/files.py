@@ -531,12 +531,33 @@ class Keeping:
         except StoreError as exc:
             raise RequestError(503, f"the transcript could not be stored: {exc}") from None
 
+    @staticmethod
+    def stored_captions(done: Transcribed, user_id: str | None = None) -> list[Caption]:
+        """A transcribed file's captions as its meeting keeps them: a file's voices are its
+        speakers (S1, S2, ...), an undiarized file is the uploader's (`user_id`); each with
+        its segment's words (so a stored segment has its words' times and confidence)."""
+        from ..engine import Word
+
+        segments = done.result.segments
+        if len(segments) != len(done.captions):  # one caption per segment; never otherwise
+            segments = [None] * len(done.captions)
+        return [
+            dataclasses.replace(
+                caption,
+                participant="" if caption.speaker else user_id or "",
+                words=[
+                    Word(w["word"], float(w["start"]), float(w["end"]), float(w.get("probability", 1.0)))
+                    for w in (getattr(segment, "words", None) or [])
+                ],
+            )
+            for caption, segment in zip(done.captions, segments, strict=True)
+        ]
+
     async def _save(self, done: Transcribed) -> Meeting:
         return await self.records.save_file(
             self.tenant,
             self.meeting_id,
-            # A file's voices are its speakers (S1, S2, ...); undiarized, it is the uploader's.
-            [dataclasses.replace(c, participant="" if c.speaker else self.user_id or "") for c in done.captions],
+            self.stored_captions(done, self.user_id),
             source="upload",
             title=self.name,
             user_id=self.user_id,

@@ -24,8 +24,8 @@ from aiohttp import web
 from ..session.records import MeetingRecords
 from ..store import Job, StoreError
 from .fetch import FetchFailedError, FetchPolicy, FetchRefusedError, fetch_media
-from .files import FileOptions, decode, transcribe
-from .records import meeting_id_field, records
+from .files import FileOptions, Keeping, decode, transcribe
+from .records import meeting_id_field, records, stored
 from .responses import RequestError, dumps, json_error
 from .tenants import tenant_of
 
@@ -72,7 +72,7 @@ class Jobs:
 
     async def submit(self, tenant: str, kind: str, request: JobRequest) -> Job:
         store = self.records.store
-        job = await asyncio.to_thread(
+        job = await stored(
             store.create_job, tenant, kind, meeting_id=request.meeting_id, params=request.params(), owner=self.owner
         )
         task = asyncio.get_running_loop().create_task(self._run(job, request))
@@ -130,7 +130,7 @@ class Jobs:
             meeting = await self.records.save_file(
                 job.tenant,
                 request.meeting_id,
-                result.captions,
+                Keeping.stored_captions(result, request.user_id),
                 source="url" if "://" in request.source and not request.source.startswith("file:") else "file",
                 title=os.path.basename(name) or name,
                 user_id=request.user_id,
@@ -151,17 +151,23 @@ class Jobs:
                 },
             )
         except asyncio.CancelledError:
-            await asyncio.to_thread(store.update_job, job.id, status="failed", error="the server stopped")
+            await self._fail(job, "the server stopped", 503)
             raise
-        except (FetchRefusedError, FetchFailedError, RequestError, StoreError) as exc:
-            await self._fail(job, str(exc))
+        except (FetchRefusedError, FetchFailedError, RequestError) as exc:
+            await self._fail(job, str(exc), exc.status)
+        except StoreError as exc:
+            await self._fail(job, str(exc), 503)
         except Exception as exc:  # noqa: BLE001 - a job fails alone, with its reason
             logger.exception("job %s failed", job.id)
-            await self._fail(job, f"internal error: {exc}")
+            await self._fail(job, f"internal error: {exc}", 500)
 
-    async def _fail(self, job: Job, reason: str) -> None:
+    async def _fail(self, job: Job, reason: str, status: int) -> None:
+        """The job failed: its reason, and the HTTP status it is answered with where a client
+        waits for it (`result.http_status`: a refused URL is the client's 4xx, not ours)."""
         try:
-            await asyncio.to_thread(self.records.store.update_job, job.id, status="failed", error=reason)
+            await asyncio.to_thread(
+                self.records.store.update_job, job.id, status="failed", error=reason, result={"http_status": status}
+            )
         except StoreError as exc:
             logger.error("job %s failed (%s) and the store could not be told: %s", job.id, reason, exc)
 
@@ -236,7 +242,7 @@ async def create_job(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
-    job = await asyncio.to_thread(request.app[JOBS_KEY].records.store.get_job, tenant, request.match_info["job"])
+    job = await stored(request.app[JOBS_KEY].records.store.get_job, tenant, request.match_info["job"])
     if job is None:
         return json_error(404, f"no job {request.match_info['job']!r}")
     return web.json_response(job.as_dict(), dumps=dumps)

@@ -13,7 +13,7 @@ found", whatever its id.
 
 from __future__ import annotations
 
-import asyncio
+import math
 from datetime import datetime
 
 from aiohttp import web
@@ -21,8 +21,8 @@ from aiohttp import web
 from ..session import Caption
 from ..session.formats import MEDIA_TYPES, render, to_rttm, translated_text
 from ..session.options import OptionsError, parse_language
-from ..store import Meeting, Segment, Store
-from .records import records
+from ..store import Meeting, Segment, Store, parse_meeting_id
+from .records import records, stored
 from .responses import RequestError, dumps, json_error
 from .tenants import tenant_of
 
@@ -85,11 +85,13 @@ def meeting_document(meeting: Meeting, segments: list[Segment]) -> dict:
     return doc
 
 
-def as_captions(segments: list[Segment]) -> list[Caption]:
-    """Stored segments as the captions the transcript formats render."""
+def as_captions(segments: list[Segment], labelled: bool = False) -> list[Caption]:
+    """Stored segments as the captions the transcript formats render; `labelled`: a segment
+    that names no one is "unknown"'s, as in the document's speakers (so that text, srt, vtt
+    and rttm say who spoke for every segment, as the document does)."""
     return [
         Caption(
-            participant=s.participant,
+            participant=s.participant or ("unknown" if labelled and s.speaker is None else ""),
             segment_id=s.segment_id,
             text=s.text,
             final=True,
@@ -116,16 +118,18 @@ def _time(request: web.Request, name: str) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise RequestError(400, f"{name} is epoch seconds or an ISO 8601 time, not {value!r}") from None
+        try:
+            seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            seconds = math.nan
+    if not math.isfinite(seconds):  # nan, inf and 1e999 compare as no time does
+        raise RequestError(400, f"{name} is epoch seconds or an ISO 8601 time, not {value!r}")
+    return seconds
 
 
-def _whole(request: web.Request, name: str, default: int, most: int | None = None) -> int:
+def _whole(request: web.Request, name: str, default: int, least: int = 0, most: int | None = None) -> int:
     value = request.query.get(name)
     if value is None:
         return default
@@ -133,15 +137,19 @@ def _whole(request: web.Request, name: str, default: int, most: int | None = Non
         number = int(value)
     except ValueError:
         raise RequestError(400, f"{name} is a whole number, not {value!r}") from None
-    if number < 0 or (most is not None and number > most):
-        raise RequestError(400, f"{name} is between 0 and {most if most is not None else 'any'}")
+    if number < least or (most is not None and number > most):
+        # A page of 0 would never advance: its next_offset is its own offset.
+        raise RequestError(400, f"{name} is a whole number from {least} to {most if most is not None else 'any'}")
     return number
 
 
 async def _meeting(request: web.Request) -> tuple[Store, str, Meeting]:
     store, tenant = _store(request), tenant_of(request)
-    meeting_id = request.match_info["meeting"]
-    meeting = await asyncio.to_thread(store.get_meeting, tenant, meeting_id)
+    try:
+        meeting_id = parse_meeting_id(request.match_info["meeting"])
+    except ValueError as exc:  # it could name no meeting: say what an id is
+        raise RequestError(400, str(exc)) from None
+    meeting = await stored(store.get_meeting, tenant, meeting_id)
     if meeting is None:
         raise RequestError(404, f"no meeting {meeting_id!r}")
     return store, tenant, meeting
@@ -150,7 +158,7 @@ async def _meeting(request: web.Request) -> tuple[Store, str, Meeting]:
 async def list_meetings(request: web.Request) -> web.Response:
     try:
         store, tenant = _store(request), tenant_of(request)
-        limit, offset = _whole(request, "limit", 50, MAX_PAGE), _whole(request, "offset", 0)
+        limit, offset = _whole(request, "limit", 50, 1, MAX_PAGE), _whole(request, "offset", 0)
         filters = {
             "since": _time(request, "since"),
             "until": _time(request, "until"),
@@ -158,8 +166,8 @@ async def list_meetings(request: web.Request) -> web.Response:
         }
     except RequestError as exc:
         return json_error(exc.status, str(exc))
-    meetings = await asyncio.to_thread(store.list_meetings, tenant, limit=limit, offset=offset, **filters)
-    total = await asyncio.to_thread(store.count_meetings, tenant, **filters)
+    meetings = await stored(store.list_meetings, tenant, limit=limit, offset=offset, **filters)
+    total = await stored(store.count_meetings, tenant, **filters)
     return web.json_response(
         {
             "tenant": tenant,
@@ -178,7 +186,7 @@ async def get_meeting(request: web.Request) -> web.Response:
         store, tenant, meeting = await _meeting(request)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
-    segments = await asyncio.to_thread(store.segments, tenant, meeting.id)
+    segments = await stored(store.segments, tenant, meeting.id)
     return web.json_response(meeting_document(meeting, segments), dumps=dumps)
 
 
@@ -194,8 +202,17 @@ async def meeting_transcript(request: web.Request) -> web.Response:
         store, tenant, meeting = await _meeting(request)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
-    segments = await asyncio.to_thread(store.segments, tenant, meeting.id)
-    captions = as_captions(segments)
+    segments = await stored(store.segments, tenant, meeting.id)
+    if language is not None and fmt in ("txt", "srt", "vtt") and language != meeting_language(meeting, segments):
+        translated = sorted({lang for seg in segments for lang in seg.translations})
+        if language not in translated:
+            # Not the spoken text passed off as a translation.
+            return json_error(
+                404,
+                f"meeting {meeting.id!r} has no translation into {language} "
+                f"(translated into: {', '.join(translated) or 'none'})",
+            )
+    captions = as_captions(segments, labelled=True)
     if fmt == "json":
         body = render(captions, "json", meeting_document(meeting, segments))
     elif fmt == "rttm":
@@ -215,5 +232,5 @@ async def delete_meeting(request: web.Request) -> web.Response:
         store, tenant, meeting = await _meeting(request)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
-    await asyncio.to_thread(store.delete_meeting, tenant, meeting.id)
+    await stored(store.delete_meeting, tenant, meeting.id)
     return web.json_response({"deleted": meeting.id})

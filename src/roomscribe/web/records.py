@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
 from aiohttp import web
 
 from ..session.records import MeetingRecords
-from ..store import parse_meeting_id
+from ..store import StoreUnavailableError, parse_meeting_id
 from .responses import RequestError
+
+T = TypeVar("T")
 
 RECORDS_KEY = web.AppKey("records", MeetingRecords)
 
@@ -24,3 +30,11 @@ def meeting_id_field(value: str | None) -> str | None:
         return parse_meeting_id(value)
     except ValueError as exc:
         raise RequestError(400, str(exc)) from None
+
+
+async def stored(call: Callable[..., T], *args, **kwargs) -> T:
+    """A store call, off the loop; the store being away is a 503 (try again), not a 500."""
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except StoreUnavailableError as exc:
+        raise RequestError(503, f"the meeting records are unavailable, try again shortly ({exc})") from None

@@ -33,13 +33,13 @@ from aiohttp import web
 from ..audio import FrameConverter
 from ..diarization.extras import missing_packages
 from ..session import Caption, LiveSpeaker, Pipeline
-from ..session.options import OptionsError, parse_language
+from ..session.options import OptionsError, parse_flag, parse_language
 from ..store import Meeting, Segment
 from .files import FileOptions, Keeping, decode, query_fields, read_upload, transcribe
 from .jobs import JOBS_KEY, job_request, read_json
 from .keys import ASR_CONNECTIONS_KEY, CONFIG_KEY, FILES_KEY, WORKER_KEY, live_streams
 from .meetings import speaker_label
-from .records import meeting_id_field, records
+from .records import meeting_id_field, records, stored
 from .responses import RequestError, dumps, json_error
 from .tenants import tenant_of
 
@@ -111,8 +111,8 @@ def compat_document(meeting: Meeting, segments: list[Segment], processing_time: 
 
 async def _stored(request: web.Request, tenant: str, meeting_id: str, processing_time: float) -> web.Response:
     store = records(request.app).store
-    meeting = await asyncio.to_thread(store.get_meeting, tenant, meeting_id)
-    segments = await asyncio.to_thread(store.segments, tenant, meeting_id)
+    meeting = await stored(store.get_meeting, tenant, meeting_id)
+    segments = await stored(store.segments, tenant, meeting_id)
     return web.json_response(compat_document(meeting, segments, processing_time), dumps=dumps)
 
 
@@ -154,6 +154,10 @@ async def stt_process(request: web.Request) -> web.Response:
         tenant = tenant_of(request, body.get("tenant_id"))
         if not body.get("audio_url"):
             raise RequestError(400, "give the audio as audio_url")
+        try:
+            background = parse_flag(body.get("background"), "background")  # "false" is no
+        except OptionsError as exc:
+            raise RequestError(400, str(exc)) from None
         if "diarize" not in body and not missing_packages(request.app[CONFIG_KEY].diarizer):
             body = {**body, "diarize": True}
         wanted = job_request(request.app, {k: v for k, v in body.items() if k != "background"})
@@ -161,23 +165,21 @@ async def stt_process(request: web.Request) -> web.Response:
         job = await jobs.submit(tenant, "process", wanted)
     except RequestError as exc:
         return json_error(exc.status, str(exc))
-    if body.get("background"):
+    if background:
         return web.json_response(job.as_dict(), status=202, dumps=dumps, headers={"Location": f"/jobs/{job.id}"})
     await jobs.wait(job.id)  # the job goes on if this client leaves
-    done = await asyncio.to_thread(jobs.records.store.get_job, tenant, job.id)
+    done = await stored(jobs.records.store.get_job, tenant, job.id)
     if done is None or done.status != "done":
         reason = done.error if done is not None else "the job was lost"
-        return json_error(_job_status(reason), reason or "the job failed", job_id=job.id)
+        return json_error(_job_status(done), reason or "the job failed", job_id=job.id)
     return await _stored(request, tenant, done.result["meeting_id"], done.result.get("processing_time", 0.0))
 
 
-def _job_status(reason: str | None) -> int:
-    """How a failed job is answered: a refused URL is the client's mistake, the rest ours or
-    the remote server's."""
-    text = (reason or "").lower()
-    if any(word in text for word in ("not allowed", "refused", "resolves to", "only http", "not media", "playlist")):
-        return 400
-    return 502 if "fetch" in text or "http" in text else 500
+def _job_status(job) -> int:
+    """How a failed job is answered: with the status its failure carries (a refused URL is
+    the client's 4xx, an unreachable one the remote server's 502), else as ours."""
+    status = job.result.get("http_status") if job is not None else None
+    return status if isinstance(status, int) and 400 <= status < 600 else 500
 
 
 async def stt_status(request: web.Request) -> web.Response:
@@ -212,6 +214,7 @@ class RealtimeSession:
         self.converter = FrameConverter()
         self.speaker: LiveSpeaker | None = None
         self.recorder = None
+        self.offset = 0.0  # where the speaker's clock starts on the meeting's
         self.started = time.perf_counter()
         self.ended = False
 
@@ -233,8 +236,9 @@ class RealtimeSession:
                 "meeting_id": self.meeting_id,
                 "segment": {
                     "segment_id": caption.segment_id,
-                    "start": round(caption.start, 3),
-                    "end": round(caption.end, 3),
+                    # On the meeting's clock, as the meeting keeps it and session_ended shows it.
+                    "start": round(caption.start + self.offset, 3),
+                    "end": round(caption.end + self.offset, 3),
                     "text": caption.text,
                     "speaker": caption.participant,
                     "confidence": round(sum(probabilities) / len(probabilities), 3) if probabilities else None,
@@ -322,8 +326,9 @@ async def _start(request: web.Request, ws: web.WebSocketResponse, message: dict)
     recorder = await kept.open_live(tenant, meeting_id, source="realtime", title=session_id, user_id=user_id)
     session = RealtimeSession(ws, session_id, tenant, recorder.meeting_id, rate)
     session.recorder = recorder
+    session.offset = recorder.offset_of(time.time())
     config = request.app[CONFIG_KEY].stream_config(language)
-    pipeline = Pipeline(sinks=[recorder.sink(time.time() - recorder.started_at), session.on_caption])
+    pipeline = Pipeline(sinks=[recorder.sink(session.offset), session.on_caption])
     session.speaker = LiveSpeaker(request.app[WORKER_KEY], config, name=user_id or session_id, pipeline=pipeline)
     session.push({"type": "session_started", "meeting_id": recorder.meeting_id, "tenant_id": tenant})
     return session
@@ -347,7 +352,12 @@ async def _end(request: web.Request, session: RealtimeSession) -> None:
     await session.speaker.finish()
     kept = records(request.app)
     await kept.end_live(session.recorder)
-    meeting = await asyncio.to_thread(kept.store.get_meeting, session.tenant, session.meeting_id)
-    segments = await asyncio.to_thread(kept.store.segments, session.tenant, session.meeting_id)
+    meeting = await stored(kept.store.get_meeting, session.tenant, session.meeting_id)
+    if meeting is None:  # deleted (DELETE /meetings/{id}) while the session ran
+        await session.ws.send_str(
+            dumps({"type": "error", "message": f"meeting {session.meeting_id!r} was deleted during the session"})
+        )
+        return
+    segments = await stored(kept.store.segments, session.tenant, session.meeting_id)
     document = compat_document(meeting, segments, time.perf_counter() - session.started)
     await session.ws.send_str(dumps({"type": "session_ended", "session_id": session.session_id, **document}))

@@ -9,17 +9,22 @@
 - Once any tenant key exists in the store, every data route needs a key, on loopback too. A
   store without keys and a server without a key (loopback, or `--no-auth`) keep one local
   tenant that needs no key.
+- While the store is away (PostgreSQL down), a tenant key cannot be checked: such requests
+  are a 503, and so are requests without a key to a store whose keys were never seen; a
+  store last seen without keys keeps its local tenant (live captions go on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
+import weakref
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..store import Store, parse_tenant
+from ..store import Store, StoreUnavailableError, parse_tenant
 from .responses import RequestError
 
 LOCAL_TENANT = "local"
@@ -55,19 +60,53 @@ def presented_key(request: web.Request) -> str:
     return request.query.get("key", "")
 
 
+# Whether each store had keys when it last answered: what a request goes by while it is away.
+_HAD_KEYS: weakref.WeakKeyDictionary[Store, bool] = weakref.WeakKeyDictionary()
+
+
+async def _has_keys(store: Store) -> bool | None:
+    """Whether the store has keys; while it is away, what it last said (None: never asked)."""
+    try:
+        found = await asyncio.to_thread(store.has_keys)
+    except StoreUnavailableError:
+        return _HAD_KEYS.get(store)
+    _HAD_KEYS[store] = found
+    return found
+
+
+def _store_away() -> web.HTTPServiceUnavailable:
+    message = "the key store is unavailable, so the API key cannot be checked: try again shortly"
+    body = {"error": {"message": message, "type": "server_error", "code": 503}}
+    return web.HTTPServiceUnavailable(text=json.dumps(body), content_type="application/json")
+
+
 async def identify(request: web.Request, admin_key: str | None, store: Store | None) -> Caller | None:
     """The caller a request's key makes it, or None when it must not pass (no key where one is
-    needed, or a wrong one)."""
+    needed, or a wrong one). While the store is away, an `HTTPServiceUnavailable` where the
+    key cannot be checked (see the module's docstring)."""
     given = presented_key(request)
     named = request.headers.get(TENANT_HEADER) or request.query.get("tenant_id") or None
     if admin_key and given and hmac.compare_digest(given.encode(), admin_key.encode()):
         return Caller(_tenant_or_local(named), admin=True)
+    away = False
     if given and store is not None:
-        tenant = await asyncio.to_thread(store.tenant_for_key, given)
+        try:
+            tenant = await asyncio.to_thread(store.tenant_for_key, given)
+        except StoreUnavailableError:
+            tenant, away = None, True
         if tenant is not None:
+            _HAD_KEYS[store] = True
             return Caller(tenant, admin=False)
-    if admin_key or (store is not None and await asyncio.to_thread(store.has_keys)):
-        return None  # keys are needed here, and none (or a wrong one) was sent
+    if away and (admin_key or await _has_keys(store) is not False):
+        raise _store_away()  # perhaps a good key: not refused as a wrong one
+    if admin_key:
+        return None  # a key is needed here, and none (or a wrong one) was sent
+    if store is not None:
+        has_keys = await _has_keys(store)
+        if has_keys is None:
+            raise _store_away()
+        if has_keys:
+            return None
     # A private server: one local tenant, whatever key a client sends out of habit (OpenAI
     # clients always send one).
     return Caller(_tenant_or_local(named), admin=True)
