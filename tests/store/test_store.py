@@ -106,6 +106,15 @@ def test_open_meeting_from_many_threads_at_once(store):
     assert [s.segment_id for s in store.segments("acme", "busy-room")] == [f"w{n}" for n in range(8)]
 
 
+def test_a_file_transcribed_again_replaces_all_its_segments(store):
+    store.open_meeting("acme", "upload", source="upload")
+    store.save_segments("acme", "upload", [_segment(str(i), float(i), f"take one {i}") for i in range(3)])
+    store.save_segments("acme", "upload", [_segment("0", 0.0, "take two")], replace=True)
+    assert [(s.segment_id, s.text) for s in store.segments("acme", "upload")] == [("0", "take two")]
+    store.save_segments("acme", "upload", [], replace=True)
+    assert store.segments("acme", "upload") == []
+
+
 def test_segments_are_replaced_by_a_newer_one_of_the_same_id(store):
     store.open_meeting("acme", "m1", source="page")
     words = [{"word": "hello", "start": 3.0, "end": 3.4, "probability": 0.9}]

@@ -171,9 +171,11 @@ def test_a_page_session_is_found_only_by_its_tenant(shared):
     assert reply.status == 404
     assert call("GET", f"{server.url}/sessions/acme-room/transcript?format=json", key=acme).status == 200
     assert call("GET", f"{server.url}/sessions/acme-room/transcript", key=ADMIN_KEY, tenant="acme").status == 200
-    # globex cannot take the id over either.
-    with pytest.raises(ValueError, match="taken"):
-        server.call(sessions.open, "acme-room", None, None, "globex")
+    # Each tenant has its own ids: globex's "acme-room" is another session, which tells it
+    # nothing of acme's.
+    theirs = server.call(sessions.open, "acme-room", None, None, "globex")
+    assert theirs is not server.call(sessions.get, "acme-room", "acme") and theirs.tenant == "globex"
+    assert server.call(sessions.get, "acme-room", "globex") is theirs
 
 
 def test_the_admin_key_acts_for_either_tenant(shared, uploads):

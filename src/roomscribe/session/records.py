@@ -322,6 +322,8 @@ class MeetingRecords:
         self.writer = SegmentWriter(store, max_buffer)
         self.keep_audio = keep_audio
         self.retention_days = retention_days
+        # Doors of this process on each live meeting: it ends when the last one leaves.
+        self._live: dict[tuple[str, str], int] = {}
 
     async def open_live(
         self,
@@ -337,6 +339,7 @@ class MeetingRecords:
         live again when it had ended)."""
         meeting_id = meeting_id or new_meeting_id()
         fields = dict(source=source, title=title, user_id=user_id, language=language)
+        self._live[(tenant, meeting_id)] = self._live.get((tenant, meeting_id), 0) + 1
         try:
             meeting = await asyncio.to_thread(self.store.open_meeting, tenant, meeting_id, **fields)
             started_at = meeting.started_at
@@ -349,7 +352,14 @@ class MeetingRecords:
         return MeetingRecorder(self.writer, tenant, meeting_id, started_at=started_at)
 
     async def end_live(self, recorder: MeetingRecorder) -> None:
-        """The meeting has no one left on this door: what is buffered is stored, and it ends."""
+        """A door has left the meeting: what is buffered is stored, and the meeting ends when
+        no door of this process is on it any more."""
+        key = (recorder.tenant, recorder.meeting_id)
+        left = self._live.get(key, 1) - 1
+        if left > 0:
+            self._live[key] = left
+            return
+        self._live.pop(key, None)
         try:
             await asyncio.to_thread(self.writer.flush, 10.0)
             await asyncio.to_thread(self.store.end_meeting, recorder.tenant, recorder.meeting_id)
@@ -376,7 +386,7 @@ class MeetingRecords:
 
         def save() -> Meeting:
             self.store.open_meeting(tenant, meeting_id, source=source, title=title, user_id=user_id, language=language)
-            self.store.save_segments(tenant, meeting_id, segments)
+            self.store.save_segments(tenant, meeting_id, segments, replace=True)
             if audio is not None and self.keep_audio:
                 self.store.save_audio(tenant, meeting_id, title or "audio", audio[0], audio[1])
             self.store.end_meeting(tenant, meeting_id)

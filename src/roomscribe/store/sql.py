@@ -262,15 +262,18 @@ class Store:
 
     # -- segments ------------------------------------------------------------------------
 
-    def save_segments(self, tenant: str, meeting_id: str, segments: Sequence[Segment]) -> None:
+    def save_segments(
+        self, tenant: str, meeting_id: str, segments: Sequence[Segment], *, replace: bool = False
+    ) -> None:
         """Stores segments of a meeting in one transaction; a segment replaces the stored one
-        of its `segment_id` (a revision, a translation added). StoreError if the meeting does
+        of its `segment_id` (a revision, a translation added), and with `replace` these are
+        all the meeting's segments (a file transcribed again). StoreError if the meeting does
         not exist."""
         tenant, meeting_id = parse_tenant(tenant), parse_meeting_id(meeting_id)
         newest: dict[str, Segment] = {}
         for segment in segments:
             newest[segment.segment_id] = segment  # within one call too, the later one wins
-        if not newest:
+        if not newest and not replace:
             return
         now = time.time()
         rows = [
@@ -295,6 +298,10 @@ class Store:
         ]
         with self._db.transaction(write=True) as cur:
             self._require_meeting(cur, tenant, meeting_id)
+            if replace:
+                cur.execute("DELETE FROM segments WHERE tenant = ? AND meeting_id = ?", (tenant, meeting_id))
+            if not rows:
+                return
             cur.executemany(
                 "INSERT INTO segments (tenant, meeting_id, segment_id, participant, speaker, track, start_time, "
                 "end_time, text, language, confidence, words, translations, revised, stored_at) "

@@ -407,10 +407,10 @@ async def asr_socket(request: web.Request) -> web.StreamResponse:
             if session.decoder is not None:
                 session.decoder.end()
         app[ASR_CONNECTIONS_KEY].discard(ws)
+        if kept is not None and recorder is not None:
+            await kept.end_live(recorder)  # before the close: a client that reads it then sees it ended
         if not ws.closed:
             await ws.close()
-        if kept is not None and recorder is not None:
-            await kept.end_live(recorder)
     return ws
 
 

@@ -144,6 +144,7 @@ class Session:
         self.meeting_id = new_meeting_id()  # the record of this session (a session id is the pages' name for it)
         self.recorder: MeetingRecorder | None = None
         self._records: MeetingRecords | None = None
+        self._recording = False  # the meeting is open for this session (someone is in it)
         self.created = time.monotonic()
         self.started_at = time.time()
         self.transcript = Transcript()
@@ -175,13 +176,16 @@ class Session:
 
     async def record(self, kept: MeetingRecords | None) -> None:
         """Keep the session as a meeting (again, when it had emptied and ended)."""
-        if kept is None:
+        if kept is None or self._recording:
             return
+        self._recording = True  # set before the wait: a second tab joining now does not open it twice
         self._records = kept
         self.recorder = await kept.open_live(self.tenant, self.meeting_id, source="page", title=self.id)
 
     async def end_record(self) -> None:
-        if self._records is not None and self.recorder is not None:
+        """The session emptied: its meeting ends (until someone joins again)."""
+        if self._recording and self._records is not None and self.recorder is not None:
+            self._recording = False
             await self._records.end_live(self.recorder)
 
     def clock(self) -> float:
@@ -296,11 +300,10 @@ class Session:
 class Sessions:
     def __init__(self, max_sessions: int):
         self.max_sessions = max_sessions
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[tuple[str, str], Session] = {}  # by (tenant, session id): each tenant's own ids
 
     def get(self, session_id: str, tenant: str = LOCAL_TENANT) -> Session | None:
-        session = self.sessions.get(session_id)
-        return session if session is not None and session.tenant == tenant else None
+        return self.sessions.get((tenant, session_id))
 
     def open(
         self,
@@ -309,20 +312,18 @@ class Sessions:
         translation_unavailable: str | None = None,
         tenant: str = LOCAL_TENANT,
     ) -> Session:
-        """The session to join (a new one when no id is given). ValueError/LookupError when
-        refused (a session id another tenant uses is taken)."""
+        """The tenant's session to join (a new one when no id is given). ValueError/LookupError
+        when refused."""
         self._expire()
         session_id = session_id or secrets.token_urlsafe(6)
         if not SESSION_ID.match(session_id):
             raise ValueError("a session id is 1-64 letters, digits, '-' or '_'")
-        session = self.sessions.get(session_id)
-        if session is not None and session.tenant != tenant:
-            raise ValueError(f"the session id {session_id!r} is taken: choose another")
+        session = self.sessions.get((tenant, session_id))
         if session is None:
             if len(self.sessions) >= self.max_sessions:
                 raise LookupError(f"the server holds its limit of {self.max_sessions} sessions")
             session = Session(session_id, translation_service, translation_unavailable, tenant)
-            self.sessions[session_id] = session
+            self.sessions[(tenant, session_id)] = session
         return session
 
     def speakers(self) -> int:
@@ -330,9 +331,9 @@ class Sessions:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for sid, session in list(self.sessions.items()):
+        for key, session in list(self.sessions.items()):
             if session.emptied_at is not None and now - session.emptied_at > EMPTY_SESSION_TTL:
-                del self.sessions[sid]
+                del self.sessions[key]
                 session.close()
 
     def status(self) -> list[dict]:
