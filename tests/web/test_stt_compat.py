@@ -346,3 +346,20 @@ def test_a_realtime_meeting_deleted_mid_session_ends_with_an_error_not_a_crash(s
     assert messages[-1]["type"] == "error" and "deleted" in messages[-1]["message"], messages
     assert call("GET", server.url + "/meetings/rt-deleted").status == 404
     assert healthy(server.url)
+
+
+def test_realtime_on_a_server_without_records_captions_and_keeps_nothing(engine, clip):
+    from roomscribe.web.config import ServerConfig
+    from support.serving import running_server
+
+    pcm = pcm16(read_audio(clip[0]))
+    start = json.dumps({"type": "start_session", "session_id": "rt-session", "meeting_id": "rt-off", "language": "en"})
+    audio = [audio_chunk(pcm[i : i + 6400]) for i in range(0, len(pcm), 6400)]
+    with running_server(engine, ServerConfig(port=0, records=False)) as off:
+        messages = asyncio.run(realtime(off.url, [start, *audio, json.dumps({"type": "end_session"})]))
+        assert call("GET", off.url + "/meetings").status == 501  # nothing kept, and it says so
+    finals = [m["segment"] for m in messages if m["type"] == "transcript"]
+    ended = messages[-1]
+    assert ended["type"] == "session_ended" and ended["meeting_id"] == "rt-off"
+    assert [s["segment_id"] for s in ended["segments"]] == [s["segment_id"] for s in finals] and finals
+    assert wer(clip[1], ended["transcript"]) <= 0.3

@@ -17,8 +17,9 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
+from ..stats import percentile
 from ..store import Meeting, Segment, Store, StoreError, StoreUnavailableError, new_meeting_id, open_store
 from .caption import Caption
 
@@ -46,6 +47,7 @@ class SegmentWriter:
         self._pending: OrderedDict[_Key, _Item] = OrderedDict()
         self._healthy = True
         self._written = 0
+        self._write_seconds: deque[float] = deque(maxlen=20000)  # the last synchronous writes, for status
         self._dropped = 0
         self._dropped_in_outage = 0
         self._last_error: str | None = None
@@ -65,6 +67,7 @@ class SegmentWriter:
                 "dropped": self._dropped,
                 "written": self._written,
                 "last_error": self._last_error,
+                "write_ms": _milliseconds(self._write_seconds),
             }
 
     def open_later(self, tenant: str, meeting_id: str, **fields) -> None:
@@ -125,6 +128,7 @@ class SegmentWriter:
             if not self._healthy or self._pending:
                 self._buffer(item)  # behind what waits, so the order holds
                 return
+        began = time.perf_counter()
         try:
             self.store.save_segments(tenant, meeting_id, [segment])
         except StoreUnavailableError as exc:
@@ -138,6 +142,7 @@ class SegmentWriter:
             return
         with self._cond:
             self._written += 1
+            self._write_seconds.append(time.perf_counter() - began)
 
     def _buffer(self, item: _Item, newer_wins: bool = False) -> None:
         """Called with the lock held. `newer_wins`: a copy of the segment buffered meanwhile
@@ -243,6 +248,17 @@ class SegmentWriter:
             key = (item[0], item[1], item[2].segment_id)
             if self._pending.get(key) is item:  # not if a newer copy took its place meanwhile
                 del self._pending[key]
+
+
+def _milliseconds(seconds: deque[float]) -> dict:
+    """How long the stored writes took: p50, p99 and the most, in ms, and how many."""
+    values = list(seconds)
+    return {
+        "count": len(values),
+        "p50": round(percentile(values, 50) * 1000, 3) if values else None,
+        "p99": round(percentile(values, 99) * 1000, 3) if values else None,
+        "max": round(max(values) * 1000, 3) if values else None,
+    }
 
 
 def segment_from_caption(caption: Caption, offset: float = 0.0) -> Segment:

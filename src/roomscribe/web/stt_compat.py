@@ -4,7 +4,8 @@
   (and `diarize`, `num_speakers`, `translate_to` as on `/transcribe`);
 - `POST /stt/process`: JSON `{"audio_url": ..., same ids}`: fetched safely (`fetch`) as a
   background job, waited for unless `"background": true` (then 202 and `GET /jobs/{id}`);
-- `WS /stt/realtime`: JSON messages `start_session` (`session_id`, `tenant_id`,
+- `WS /stt/realtime` (on a server with records off too: captions only, nothing stored): JSON
+  messages `start_session` (`session_id`, `tenant_id`,
   `meeting_id`, `language`, `user_id`, `sample_rate`), `audio_chunk` (`audio`: base64
   PCM s16le mono), `end_session`; results are pushed as `partial_transcript` and
   `transcript` messages, and the whole meeting as `session_ended`;
@@ -34,7 +35,8 @@ from ..audio import FrameConverter
 from ..diarization.extras import missing_packages
 from ..session import Caption, LiveSpeaker, Pipeline
 from ..session.options import OptionsError, parse_flag, parse_language
-from ..store import Meeting, Segment
+from ..session.records import segment_from_caption
+from ..store import Meeting, Segment, new_meeting_id
 from .files import FileOptions, Keeping, decode, query_fields, read_upload, transcribe
 from .jobs import JOBS_KEY, job_request, read_json
 from .keys import ASR_CONNECTIONS_KEY, CONFIG_KEY, FILES_KEY, WORKER_KEY, live_streams
@@ -217,6 +219,7 @@ class RealtimeSession:
         self.offset = 0.0  # where the speaker's clock starts on the meeting's
         self.started = time.perf_counter()
         self.ended = False
+        self.finals: dict[str, Segment] = {}  # what session_ended shows on a server that keeps no records
 
     def push(self, message: dict) -> None:
         if not self.ws.closed:
@@ -228,6 +231,8 @@ class RealtimeSession:
             return
         if not caption.text:
             return
+        if self.recorder is None:
+            self.finals[caption.segment_id] = segment_from_caption(caption, self.offset)
         probabilities = [w.probability for w in caption.words]
         self.push(
             {
@@ -263,8 +268,6 @@ def _start_fields(message: dict) -> tuple[str, str | None, str | None, str | Non
 
 async def stt_realtime(request: web.Request) -> web.StreamResponse:
     app = request.app
-    if records(app) is None:
-        return json_error(501, "the /stt routes keep meetings: this server runs with records off")
     if live_streams(app) >= app[CONFIG_KEY].max_live_streams:
         return json_error(503, "the server is at its limit of live streams; try again later")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
@@ -313,7 +316,8 @@ async def stt_realtime(request: web.Request) -> web.StreamResponse:
         app[ASR_CONNECTIONS_KEY].discard(ws)
         if session is not None and not session.ended:
             await session.speaker.finish()  # the client left: what it said is still stored
-            await records(app).end_live(session.recorder)
+            if session.recorder is not None:
+                await records(app).end_live(session.recorder)
         if not ws.closed:
             await ws.close()
     return ws
@@ -323,14 +327,19 @@ async def _start(request: web.Request, ws: web.WebSocketResponse, message: dict)
     session_id, language, meeting_id, user_id, rate = _start_fields(message)
     tenant = tenant_of(request, message.get("tenant_id"))
     kept = records(request.app)
-    recorder = await kept.open_live(tenant, meeting_id, source="realtime", title=session_id, user_id=user_id)
-    session = RealtimeSession(ws, session_id, tenant, recorder.meeting_id, rate)
-    session.recorder = recorder
-    session.offset = recorder.offset_of(time.time())
+    if kept is None:  # a server with records off: captions only
+        session = RealtimeSession(ws, session_id, tenant, meeting_id or new_meeting_id(), rate)
+        sinks = [session.on_caption]
+    else:
+        recorder = await kept.open_live(tenant, meeting_id, source="realtime", title=session_id, user_id=user_id)
+        session = RealtimeSession(ws, session_id, tenant, recorder.meeting_id, rate)
+        session.recorder = recorder
+        session.offset = recorder.offset_of(time.time())
+        sinks = [recorder.sink(session.offset), session.on_caption]
     config = request.app[CONFIG_KEY].stream_config(language)
-    pipeline = Pipeline(sinks=[recorder.sink(session.offset), session.on_caption])
+    pipeline = Pipeline(sinks=sinks)
     session.speaker = LiveSpeaker(request.app[WORKER_KEY], config, name=user_id or session_id, pipeline=pipeline)
-    session.push({"type": "session_started", "meeting_id": recorder.meeting_id, "tenant_id": tenant})
+    session.push({"type": "session_started", "meeting_id": session.meeting_id, "tenant_id": tenant})
     return session
 
 
@@ -351,6 +360,12 @@ async def _end(request: web.Request, session: RealtimeSession) -> None:
     session.ended = True
     await session.speaker.finish()
     kept = records(request.app)
+    if kept is None:
+        meeting = Meeting(session.tenant, session.meeting_id, "realtime", title=session.session_id, status="ended")
+        finals = sorted(session.finals.values(), key=lambda s: (s.start, s.segment_id))
+        document = compat_document(meeting, finals, time.perf_counter() - session.started)
+        await session.ws.send_str(dumps({"type": "session_ended", "session_id": session.session_id, **document}))
+        return
     await kept.end_live(session.recorder)
     meeting = await stored(kept.store.get_meeting, session.tenant, session.meeting_id)
     if meeting is None:  # deleted (DELETE /meetings/{id}) while the session ran
