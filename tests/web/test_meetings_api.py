@@ -321,6 +321,19 @@ def test_a_real_upload_is_stored_with_words_confidence_and_who_spoke(server, cli
     assert len(rttm) == len(doc["segments"]) and rttm[0].startswith("SPEAKER upload-2 1 ")
 
 
+def test_audio_is_kept_only_when_the_server_keeps_audio(engine, server, clip, tmp_path):
+    path = clip[0]
+    reply = call("POST", server.url + "/transcribe", data=form(path.read_bytes(), "clip.flac", meeting_id="no-audio"))
+    assert reply.status == 200
+    missing = call("GET", f"{server.url}/meetings/no-audio/audio")
+    assert missing.status == 404 and "--keep-audio" in missing.text
+    with meeting_server(engine, f"sqlite://{tmp_path / 'kept.db'}", keep_audio=True) as keeping:
+        reply = call("POST", keeping.url + "/transcribe", data=form(path.read_bytes(), "clip.flac", meeting_id="kept"))
+        assert reply.status == 200
+        audio = call("GET", f"{keeping.url}/meetings/kept/audio")
+        assert audio.status == 200 and audio.body == path.read_bytes()
+
+
 def test_deleting_a_meeting(server):
     store = store_of(server)
     store.open_meeting("local", "doomed", source="upload")

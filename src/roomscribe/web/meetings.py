@@ -5,6 +5,7 @@
 - `GET /meetings/{id}`: the meeting, its segments and who spoke (a speakers summary as
   meeting services report it: `total_duration`, `segments_count`, `text_parts`);
 - `GET /meetings/{id}/transcript?format=txt|srt|vtt|json|rttm[&language=ko]`;
+- `GET /meetings/{id}/audio`: the audio kept with it (`serve --keep-audio`), else 404;
 - `DELETE /meetings/{id}`.
 
 Every call is scoped to the caller's tenant (`tenants`): another tenant's meeting is "not
@@ -34,6 +35,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/meetings", list_meetings)
     app.router.add_get("/meetings/{meeting}", get_meeting)
     app.router.add_get("/meetings/{meeting}/transcript", meeting_transcript)
+    app.router.add_get("/meetings/{meeting}/audio", meeting_audio)
     app.router.add_delete("/meetings/{meeting}", delete_meeting)
 
 
@@ -234,3 +236,18 @@ async def delete_meeting(request: web.Request) -> web.Response:
         return json_error(exc.status, str(exc))
     await stored(store.delete_meeting, tenant, meeting.id)
     return web.json_response({"deleted": meeting.id})
+
+
+async def meeting_audio(request: web.Request) -> web.Response:
+    try:
+        store, tenant, meeting = await _meeting(request)
+        kept = await stored(store.audio, tenant, meeting.id)
+    except RequestError as exc:
+        return json_error(exc.status, str(exc))
+    if not kept:
+        return json_error(404, f"no audio is kept with meeting {meeting.id!r} (the server keeps it with --keep-audio)")
+    name, content_type, data = kept[0]
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "audio"
+    return web.Response(
+        body=data, content_type=content_type, headers={"Content-Disposition": f'attachment; filename="{safe}"'}
+    )
