@@ -433,12 +433,13 @@ def test_a_server_without_records_says_so(engine, clip):
             ("GET", "/meetings/x/transcript"),
             ("DELETE", "/meetings/x"),
             ("POST", "/stt/process"),
-            ("GET", "/stt/realtime"),
         ):
             reply = call(method, bare.url + path)
             assert reply.status == 501, (method, path, reply.body)
             assert "records" in reply.error()
         assert call("POST", bare.url + "/stt/upload", data=form(b"x", "a.wav")).status == 501
+        # /stt/realtime still captions there (keeping nothing): a plain GET is told to upgrade.
+        assert call("GET", bare.url + "/stt/realtime").status == 426
         assert call("POST", bare.url + "/jobs", json={"url": "https://a.example/x.wav"}).status in (404, 405)
         # Files are still transcribed, and stored nowhere.
         reply = call("POST", bare.url + "/transcribe", data=form(clip[0].read_bytes(), "clip.flac", meeting_id="m"))

@@ -220,6 +220,7 @@ DATA_ROUTES = [
     ("GET", "/meetings"),
     ("GET", "/meetings/x"),
     ("GET", "/meetings/x/transcript"),
+    ("GET", "/meetings/x/audio"),
     ("DELETE", "/meetings/x"),
     ("GET", "/jobs/j_x"),
     ("POST", "/jobs"),
