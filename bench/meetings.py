@@ -13,15 +13,18 @@ Measured:
 - lost segments: every final a live client received (segment id -> text) must be in
   `GET /meetings/{id}` with the same text, and every upload's segments in its meeting;
 - the store's write latency per final (the segment writer's own record, from `/status`);
-- caption latency: for each final, the wall-clock moment it arrived minus the moment its
-  audio's end had been sent (the segment's `end` on the session clock, which starts at the
-  first chunk), p50/p90 over the sessions;
+- caption latency: for each segment's first final, the wall-clock moment it arrived minus
+  the moment its audio's end had been sent (the segment's `end` on the session clock, which
+  starts at the first chunk), p50/p90 over the sessions; a revised final (a second hearing
+  of a segment already captioned, the same segment id again) is counted apart, not timed;
 - upload turnaround p50/p90 and the wall time of the whole load.
 
-The baseline runs first and again last, so the run-to-run spread of caption latency under
-the same load is visible next to the cost of storage.
+The baseline runs first and again last (`--repeats` times), so the run-to-run spread of
+caption latency under the same load is visible next to the cost of storage. Results go to
+`bench/results/meetings.json` (`--quick`: `meetings-quick.json`, leaving the full run's alone).
 
-    python bench/meetings.py [--sessions 8] [--uploads 20] [--seconds 60] [--databases sqlite postgresql] [--quick]
+    python bench/meetings.py [--sessions 8] [--uploads 20] [--seconds 60] [--databases sqlite postgresql]
+                             [--repeats 1] [--quick]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -88,6 +92,7 @@ def wait_healthy(url: str, timeout: float = 180) -> None:
 async def live_session(http: aiohttp.ClientSession, url: str, meeting: str, audio: np.ndarray) -> dict:
     received: dict[str, str] = {}
     latencies: list[float] = []
+    revised = 0
     data = pcm16(audio)
     step = int(CHUNK_SECONDS * 32000)
     async with http.ws_connect(url.replace("http", "ws") + "/stt/realtime", max_msg_size=0) as ws:
@@ -95,6 +100,7 @@ async def live_session(http: aiohttp.ClientSession, url: str, meeting: str, audi
         started: list[float] = []
 
         async def listen() -> None:
+            nonlocal revised
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break
@@ -103,10 +109,12 @@ async def live_session(http: aiohttp.ClientSession, url: str, meeting: str, audi
                     continue
                 if message["type"] == "transcript":
                     segment = message["segment"]
-                    received[segment["segment_id"]] = segment["text"]
-                    if started:
+                    if segment["segment_id"] in received:
+                        revised += 1  # a second hearing, late by design: its text is the one kept
+                    elif started:
                         # The meeting's clock and the session's agree here (one door per meeting).
                         latencies.append(time.monotonic() - started[0] - segment["end"])
+                    received[segment["segment_id"]] = segment["text"]
                 elif message["type"] == "session_ended":
                     return
 
@@ -119,7 +127,7 @@ async def live_session(http: aiohttp.ClientSession, url: str, meeting: str, audi
             await asyncio.sleep(max(0.0, began + (i + step) / 32000 - time.monotonic()))
         await ws.send_json({"type": "end_session"})
         await asyncio.wait_for(listener, 120)
-    return {"meeting": meeting, "received": received, "latencies": latencies}
+    return {"meeting": meeting, "received": received, "latencies": latencies, "revised": revised}
 
 
 async def upload(http: aiohttp.ClientSession, url: str, meeting: str, path: Path) -> dict:
@@ -163,25 +171,31 @@ async def load_run(url: str, sessions: int, uploads: int, seconds: float, record
         results = await asyncio.gather(*live, *files_in)
         wall = time.monotonic() - began
         lives, ups = results[:sessions], results[sessions:]
-        lost = checked = 0
+        live_lost = upload_lost = 0
         if records:
             for run in lives:
                 kept = await stored(http, url, run["meeting"]) or {}
-                checked += len(run["received"])
-                lost += sum(1 for sid, text in run["received"].items() if kept.get(sid) != text)
+                live_lost += sum(1 for sid, text in run["received"].items() if kept.get(sid) != text)
             for run in ups:
                 kept = await stored(http, url, run["meeting"]) or {}
-                checked += len(run["segments"])
-                lost += max(0, len(run["segments"]) - sum(1 for t in kept.values() if t.strip() in run["segments"]))
+                # Each text as often as the answer had it (the answer carries no segment ids).
+                missing = Counter(run["segments"]) - Counter(t.strip() for t in kept.values() if t.strip())
+                upload_lost += sum(missing.values())
         async with http.get(url + "/status") as response:
             status = await response.json()
     latencies = [x for run in lives for x in run["latencies"]]
     turnaround = [run["seconds"] for run in ups]
     writer = (status.get("records") or {}).get("writer") or {}
+    live_checked = sum(len(run["received"]) for run in lives)
+    upload_checked = sum(len(run["segments"]) for run in ups)
     return {
-        "finals_received": sum(len(run["received"]) for run in lives),
-        "segments_checked": checked,
-        "segments_lost": lost if records else None,
+        "finals_received": live_checked,
+        "revised_finals": sum(run["revised"] for run in lives),
+        "segments_checked": live_checked + upload_checked if records else 0,
+        "segments_lost": live_lost + upload_lost if records else None,
+        "live_lost": live_lost if records else None,
+        "upload_segments": upload_checked,
+        "upload_lost": upload_lost if records else None,
         "caption_latency_p50": round(percentile(latencies, 50), 3),
         "caption_latency_p90": round(percentile(latencies, 90), 3),
         "upload_turnaround_p50": round(percentile(turnaround, 50), 2),
@@ -206,17 +220,41 @@ def run_config(name: str, store_args: list[str], args, log_dir: Path) -> dict:
     return {"config": name, **result}
 
 
+def table(runs: list[dict]) -> str:
+    def cell(value, digits=2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    rows = [
+        "| records | finals (revised) | checked / lost | write ms p50 / p99 / max | caption latency p50 / p90 s"
+        " | upload turnaround p50 / p90 s | upload retries | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        w = r["write_ms"] or {}
+        writes = " / ".join(cell(w.get(k)) for k in ("p50", "p99", "max")) if w.get("count") else "-"
+        checked = f"{r['segments_checked']} / {r['segments_lost']}" if r["segments_lost"] is not None else "-"
+        rows.append(
+            f"| {r['config']} | {r['finals_received']} ({r['revised_finals']}) | {checked} | {writes}"
+            f" | {cell(r['caption_latency_p50'])} / {cell(r['caption_latency_p90'])}"
+            f" | {cell(r['upload_turnaround_p50'], 1)} / {cell(r['upload_turnaround_p90'], 1)}"
+            f" | {r['upload_retries']} | {cell(r['wall_seconds'], 1)} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--uploads", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
+    parser.add_argument("--repeats", type=int, default=1, help="runs without records again at the end (the spread)")
     parser.add_argument("--quick", action="store_true", help="2 sessions, 3 uploads, 20 s: a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.sessions, args.uploads, args.seconds = 2, 3, 20.0
     work = Path(tempfile.mkdtemp(prefix="roomscribe-bench-meetings-"))
+    notes = []
     runs = [run_config("none", ["--no-records"], args, work)]
     for database in args.databases:
         if database == "sqlite":
@@ -226,26 +264,37 @@ def main() -> None:
 
         reason = unavailable_reason()
         if reason:
-            print(f"postgresql skipped: {reason}")
+            notes.append(f"postgresql skipped: {reason}")
+            print(notes[-1], flush=True)
             continue
         server = start_server()
         try:
             runs.append(run_config("postgresql", ["--database", server.create_database()], args, work))
         finally:
             server.destroy()
-    runs.append(run_config("none-again", ["--no-records"], args, work))
+    for n in range(args.repeats):
+        runs.append(run_config("none-again" + (f"-{n + 1}" if args.repeats > 1 else ""), ["--no-records"], args, work))
+    baseline = [r["caption_latency_p50"] for r in runs if r["config"].startswith("none")]
     path = save(
-        "meetings",
+        "meetings-quick" if args.quick else "meetings",
         {
             "machine": machine(),
             "model": "base",
             "sessions": args.sessions,
             "uploads": args.uploads,
             "seconds": args.seconds,
+            "notes": notes,
+            "baseline_caption_p50_spread": [min(baseline), max(baseline)] if baseline else None,
             "runs": runs,
         },
     )
-    print(f"saved {path}")
+    print()
+    print(table(runs))
+    for note in notes:
+        print(f"- {note}")
+    if baseline:
+        print(f"- caption latency p50 without records, over {len(baseline)} runs: {min(baseline)} to {max(baseline)} s")
+    print(f"saved {path} (server logs in {work})")
 
 
 if __name__ == "__main__":
