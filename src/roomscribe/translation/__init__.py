@@ -19,17 +19,14 @@ import threading
 from collections.abc import Iterable
 
 from .backends import (
-    ONLY_TARGETS,
     TRANSLATORS,
-    TranslationFailedError,
-    TranslationUnavailableError,
     Translator,
     TranslatorChoice,
     TranslatorName,
     chosen_name,
     load_translator,
-    targets_refusal,
 )
+from .errors import ONLY_TARGETS, TranslationFailedError, TranslationUnavailableError, targets_refusal
 from .prompts import TranslationRequest
 from .service import TranslationJob, TranslationService
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
-from .prompts import TranslationRequest, language_name
+from .errors import TranslationUnavailableError
+from .prompts import TranslationRequest
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -42,19 +43,9 @@ NEEDS = {
     "whisper": ((), ""),  # the process's speech model is all it needs
 }
 
+
 # Backends that translate into these languages only; known before one is made, so that a door
 # can refuse other languages where they are asked for.
-ONLY_TARGETS: dict[str, tuple[str, ...]] = {"whisper": ("en",)}
-
-
-class TranslationUnavailableError(RuntimeError):
-    """Translation was asked for where no backend can run (named in the message)."""
-
-
-class TranslationFailedError(RuntimeError):
-    """One translation failed (the backend's error, or a reply with no text)."""
-
-
 class Translator(Protocol):
     name: str
     model: str
@@ -115,18 +106,6 @@ def chosen_name(environ: Mapping[str, str] | None = None) -> str:
     """`ROOMSCRIBE_TRANSLATOR` as given ("" where it is not: the default applies)."""
     env = os.environ if environ is None else environ
     return (env.get("ROOMSCRIBE_TRANSLATOR") or "").strip().lower()
-
-
-def targets_refusal(name: str, targets: tuple[str, ...] | None, asked: Iterable[str]) -> str | None:
-    """Why a backend that translates into `targets` only cannot have `asked` (None: it can)."""
-    refused = [t for t in asked if targets is not None and t not in targets]
-    if not refused:
-        return None
-    only = " or ".join(f"{language_name(t)} ({t})" for t in targets or ())
-    return (
-        f"the {name} translator only translates into {only}, not {', '.join(refused)}; "
-        "set ROOMSCRIBE_TRANSLATOR=llama (a local model) or openai (an endpoint) to translate into other languages"
-    )
 
 
 def missing_packages(name: str) -> list[str]:

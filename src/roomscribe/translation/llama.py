@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .backends import TranslationFailedError, TranslationUnavailableError
+from .errors import TranslationFailedError, TranslationUnavailableError
 from .prompts import DEFAULT_STYLE, PromptStyle, TranslationRequest, clean_reply, max_reply_tokens, messages
 
 logger = logging.getLogger("roomscribe.translation")

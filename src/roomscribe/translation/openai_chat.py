@@ -12,7 +12,7 @@ import logging
 
 import aiohttp
 
-from .backends import TranslationFailedError
+from .errors import TranslationFailedError
 from .prompts import DEFAULT_STYLE, PromptStyle, TranslationRequest, clean_reply, max_reply_tokens, messages
 
 logger = logging.getLogger("roomscribe.translation")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..engine.pcm import SAMPLE_RATE
-from .backends import ONLY_TARGETS, TranslationFailedError, TranslationUnavailableError, targets_refusal
+from .errors import ONLY_TARGETS, TranslationFailedError, TranslationUnavailableError, targets_refusal
 from .prompts import TranslationRequest
 
 if TYPE_CHECKING:
