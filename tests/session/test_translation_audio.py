@@ -12,9 +12,9 @@ import numpy as np
 from roomscribe.audio import SAMPLE_RATE
 from roomscribe.engine import StreamConfig
 from roomscribe.session import Caption, LiveSpeaker, Pipeline
-from roomscribe.session.scheduler import StreamHandle
 from roomscribe.session.translation import CAPTION_AUDIO_MARGIN, TranslationStage, TranslationTargets, audio_span
 from roomscribe.translation import TranslationService
+from support.idle_worker import IdleWorker
 from support.translators import ScriptedTranslator
 
 CLAUSE = "When the meeting started this morning in the large room,"
@@ -78,20 +78,6 @@ def test_audio_at_the_edges_of_a_file_is_cut_to_what_there_is():
     assert len(audio_span(TRACK, 0.1, 1.0)) == round(1.2 * SAMPLE_RATE)
     assert len(audio_span(TRACK, 19.5, 20.0)) == round(0.7 * SAMPLE_RATE)
     assert audio_span(TRACK, 25.0, 26.0) is None
-
-
-class IdleWorker:
-    def open(self, config, deliver, offset=0.0):
-        return StreamHandle(config=config, deliver=deliver, offset=offset)
-
-    def push(self, handle, audio):
-        pass
-
-    def end(self, handle):
-        pass
-
-    def close(self, handle):
-        pass
 
 
 def test_a_speaker_keeps_recent_audio_only_for_a_stage_that_hears_captions():

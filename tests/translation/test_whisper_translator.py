@@ -21,7 +21,7 @@ from roomscribe.engine import StreamConfig
 from roomscribe.session import Caption, LiveSpeaker, Pipeline, worker_for
 from roomscribe.session.control import ControlError
 from roomscribe.session.formats import segment_captions
-from roomscribe.session.scheduler import StreamHandle, all_workers
+from roomscribe.session.scheduler import all_workers
 from roomscribe.session.speaker import AudioRing
 from roomscribe.session.translation import (
     CAPTION_AUDIO_MARGIN,
@@ -37,6 +37,7 @@ from roomscribe.translation import (
     load_translator,
 )
 from roomscribe.translation.whisper import WhisperTranslator, collapse_loops, echoes
+from support.idle_worker import IdleWorker
 from support.korean_speech import english_letters, hangul, korean_meeting
 
 TIMEOUT = 60.0  # seconds a translation may take on a slow CI machine
@@ -198,22 +199,6 @@ def test_a_decoder_loop_is_kept_once_and_a_copy_of_the_prompt_is_told_from_a_tra
 # -- the speaker's audio ring ------------------------------------------------------------------
 
 
-class ScriptedWorker:
-    """What a speaker asks of the scheduler, with nothing decoded."""
-
-    def open(self, config, deliver, offset=0.0):
-        return StreamHandle(config=config, deliver=deliver, offset=offset)
-
-    def push(self, handle, audio):
-        pass
-
-    def end(self, handle):
-        pass
-
-    def close(self, handle):
-        pass
-
-
 def test_the_audio_ring_keeps_the_last_seconds_in_flat_memory_and_forgets_the_rest():
     ring = AudioRing(2.0)
     size = ring.nbytes
@@ -230,7 +215,7 @@ def test_the_audio_ring_keeps_the_last_seconds_in_flat_memory_and_forgets_the_re
 
 def test_a_speakers_audio_is_kept_on_its_captions_clock_and_memory_stays_flat_for_an_hour():
     async def scenario():
-        speaker = LiveSpeaker(ScriptedWorker(), StreamConfig(), name="a", offset=100.0, audio_kept=60.0)
+        speaker = LiveSpeaker(IdleWorker(), StreamConfig(), name="a", offset=100.0, audio_kept=60.0)
         frame = np.full(SAMPLE_RATE // 10, 0.25, np.float32)
         speaker.push(frame)  # the ring is allocated before the hour starts
         tracemalloc.start()
@@ -253,7 +238,7 @@ def test_a_speakers_audio_is_kept_on_its_captions_clock_and_memory_stays_flat_fo
         assert np.all(speaker.audio_between(end, end + 1.0) == 0.0)
         assert np.all(speaker.audio_between(end + 1.0, end + 2.0) == 0.5)
         # A speaker without a stage that hears captions keeps nothing.
-        plain = LiveSpeaker(ScriptedWorker(), StreamConfig(), name="b")
+        plain = LiveSpeaker(IdleWorker(), StreamConfig(), name="b")
         plain.push(frame)
         assert plain.audio_between(0.0, 0.1) is None
 
