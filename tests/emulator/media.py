@@ -1,6 +1,10 @@
 """Audio of emulated speakers: PCM preparation, a shared real-time clock, aiortc tracks.
 
-One ``AudioSource`` per published track holds the 48 kHz s16 PCM and the clock of the
+Two kinds of track source, each able to give every subscriber a track of its own
+(``track_for``): an ``AudioSource`` plays an emulated speaker's PCM, a ``ForwardedAudio``
+passes on the audio a real client (a browser, an SDK) publishes.
+
+One ``AudioSource`` per emulated track holds the 48 kHz s16 PCM and the clock of the
 speaker: it starts when the first subscriber (or the one named by ``start_on``) pulls
 its first frame, so a bot that joins after the speaker was added still hears sample 0.
 Each subscriber peer connection gets its own ``SpeakerTrack`` (an aiortc track can feed
@@ -79,6 +83,9 @@ class AudioSource:
         start = self.audio_started_at
         return None if start is None else start + self.duration
 
+    def track_for(self, subscriber_identity: str) -> MediaStreamTrack:
+        return SpeakerTrack(self, subscriber_identity)
+
     def frame(self, index: int) -> np.ndarray:
         out = np.zeros(FRAME_SAMPLES, np.int16)
         if self.muted or index < 0:
@@ -133,6 +140,96 @@ class SpeakerTrack(MediaStreamTrack):
         frame.time_base = _TIME_BASE
         self._n += 1
         return frame
+
+
+class ForwardedAudio:
+    """The audio a real client publishes, passed on to every subscriber (the SFU's forwarding).
+
+    A real SFU forwards RTP as it is; here aiortc decodes the client's Opus and each
+    subscriber's sender encodes it again, which is all a test needs. The client's track
+    arrives on its publisher connection some time after ``add_track``: until then, and
+    whenever the client sends nothing (DTX, a stalled browser), subscribers get silence.
+    """
+
+    def __init__(self, cid: str = "") -> None:
+        self.cid = cid  # the client's own track id (AddTrackRequest.cid = the SDP msid's track id)
+        self.muted = False
+        self.frames_in = 0
+        self.received = asyncio.Event()
+        self._outlets: set[asyncio.Queue] = set()
+        self._pump: asyncio.Task | None = None
+
+    def attach(self, remote: MediaStreamTrack) -> None:
+        """Start passing on ``remote`` (the publisher connection's track)."""
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._forward(remote))
+
+    async def _forward(self, remote: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await remote.recv()
+                self.frames_in += 1
+                self.received.set()
+                data = frame.to_ndarray().reshape(-1)
+                if frame.format.name != "s16" or frame.layout.name != "stereo" or frame.sample_rate != RATE:
+                    # aiortc's Opus decoder gives s16 stereo 48 kHz; anything else is resampled.
+                    resampler = av.AudioResampler(format="s16", layout="stereo", rate=RATE)
+                    data = np.concatenate([f.to_ndarray().reshape(-1) for f in resampler.resample(frame)])
+                for outlet in list(self._outlets):
+                    if outlet.full():  # a subscriber that stopped reading loses the oldest audio
+                        outlet.get_nowait()
+                    outlet.put_nowait(data)
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+        except Exception:  # noqa: BLE001 - a dying PC must not log tracebacks in tests
+            logger.debug("forwarding stopped", exc_info=True)
+
+    def track_for(self, subscriber_identity: str) -> MediaStreamTrack:
+        return ForwardedTrack(self)
+
+    def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """One subscriber's copy of a client's published audio, as 20 ms s16 stereo 48 kHz frames."""
+
+    kind = "audio"
+
+    def __init__(self, source: ForwardedAudio) -> None:
+        super().__init__()
+        self.source = source
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=50)  # 1 s of audio
+        self._pending = np.zeros(0, np.int16)
+        self._n = 0
+        source._outlets.add(self._queue)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        want = FRAME_SAMPLES * 2  # interleaved stereo
+        while len(self._pending) < want:
+            try:
+                data = await asyncio.wait_for(self._queue.get(), 0.1)
+            except TimeoutError:
+                data = np.zeros(want - len(self._pending), np.int16)  # nothing sent: silence
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._pending = np.concatenate([self._pending, data])
+        data, self._pending = self._pending[:want], self._pending[want:]
+        if self.source.muted:
+            data = np.zeros_like(data)
+        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = RATE
+        frame.pts = self._n * FRAME_SAMPLES
+        frame.time_base = _TIME_BASE
+        self._n += 1
+        return frame
+
+    def stop(self) -> None:
+        self.source._outlets.discard(self._queue)
+        super().stop()
 
 
 async def drain(track: MediaStreamTrack) -> None:

@@ -4,7 +4,8 @@
   (msid ``"<PA_sid>|<TR_sid>"``) and the server data channels ``_reliable``/``_lossy``.
   Changes are coalesced into one renegotiation at a time.
 * ``PublisherPeer``: the client offers, aiortc answers. The client's ``_reliable``,
-  ``_lossy`` (and ``_data_track``) channels carry its DataPackets to the emulator.
+  ``_lossy`` (and ``_data_track``) channels carry its DataPackets to the emulator, and its
+  audio tracks are forwarded to the other participants (``ClientSession.forward_track``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceCandidate, RTCPeerCo
 from aiortc.sdp import candidate_from_sdp
 from livekit.protocol import models, rtc
 
-from .media import SpeakerTrack, drain
+from .media import drain
 
 if TYPE_CHECKING:
     from .room import Participant, TrackRecord
@@ -96,7 +97,7 @@ class SubscriberPeer(_Peer):
         self._queued: list[tuple[int, bytes]] = []
         for dc in (self._reliable, self._lossy):
             dc.on("open", self._flush_data)
-        self.tracks: dict[str, tuple] = {}  # track sid -> (transceiver, SpeakerTrack)
+        self.tracks: dict[str, tuple] = {}  # track sid -> (transceiver, the subscriber's own track)
         self._dirty = False
         self._task: asyncio.Task | None = None
         self._answer: asyncio.Future | None = None
@@ -107,7 +108,7 @@ class SubscriberPeer(_Peer):
     def add_track(self, p: Participant, track: TrackRecord, *, negotiate: bool = True) -> None:
         if track.sid in self.tracks or track.audio is None or self.session.closed:
             return
-        st = SpeakerTrack(track.audio, self.session.identity)
+        st = track.audio.track_for(self.session.identity)
         assert self.pc is not None
         tr = self.pc.addTransceiver(st, direction="sendonly")
         tr.sender._stream_id = f"{p.sid}|{track.sid}"
@@ -220,6 +221,8 @@ class PublisherPeer(_Peer):
 
             @pc.on("track")
             def _on_track(track) -> None:
+                if track.kind == "audio" and self.session.forward_track(track):
+                    return
                 task = asyncio.get_running_loop().create_task(drain(track))
                 self._drains.add(task)
                 task.add_done_callback(self._drains.discard)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from livekit.protocol import models
 
-from .media import AudioSource
+from .media import AudioSource, ForwardedAudio
 from .util import new_id
 
 if TYPE_CHECKING:
@@ -23,7 +23,8 @@ PInfo = models.ParticipantInfo
 
 
 class TrackRecord:
-    """A published track. ``audio`` is set for emulated speakers (media we send)."""
+    """A published track. ``audio`` is what subscribers hear: an emulated speaker's
+    ``AudioSource``, or the ``ForwardedAudio`` of a real client's microphone."""
 
     def __init__(
         self,
@@ -32,7 +33,7 @@ class TrackRecord:
         name: str = "microphone",
         source: int = models.TrackSource.MICROPHONE,
         muted: bool = False,
-        audio: AudioSource | None = None,
+        audio: AudioSource | ForwardedAudio | None = None,
         type: int = models.TrackType.AUDIO,
     ) -> None:
         self.sid = sid or new_id("TR_")

@@ -34,6 +34,19 @@ _KINDS = {
 }
 
 
+@web.middleware
+async def _allow_any_origin(request: web.Request, handler) -> web.StreamResponse:
+    """CORS as LiveKit's server sends it: a page on another origin (livekit-client in a browser)
+    reads ``/rtc/validate`` answers to tell a bad token from a missing path."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        response = web.Response(status=e.status, text=e.text, headers={"Content-Type": e.content_type})
+    if not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
 class Emulator:
     """Start with ``await emu.start()`` (or ``async with Emulator(host) as emu``) inside a loop."""
 
@@ -70,9 +83,10 @@ class Emulator:
         self.dispatcher = AgentDispatcher(
             self, dispatch_timeout=self._dispatch_args[0], availability_timeout=self._dispatch_args[1]
         )
-        app = web.Application()
+        app = web.Application(middlewares=[_allow_any_origin])
         app[EMULATOR_KEY] = self
         app.router.add_get("/rtc/v1", self._rtc_v1)
+        app.router.add_get("/rtc/v1/validate", self._rtc_v1)
         app.router.add_get("/rtc/validate", self._validate)
         app.router.add_get("/rtc", self._rtc)
         app.router.add_get("/agent", self.dispatcher.handle_ws)
@@ -164,6 +178,8 @@ class Emulator:
 
     # -- HTTP handlers ---------------------------------------------------------------------
     async def _rtc_v1(self, request: web.Request) -> web.Response:
+        # A server without the v1 path answers 404 on it and on its validate URL: livekit-client
+        # then falls back to v0 (dual peer connections), as it does with older LiveKit servers.
         return web.Response(status=404, text="single peer connection mode is not emulated")
 
     async def _validate(self, request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 from livekit.protocol import models, rtc
 
+from .media import ForwardedAudio
 from .peers import PublisherPeer, SubscriberPeer
 from .room import Participant, Room, TrackRecord
 from .util import now_ms
@@ -59,7 +60,8 @@ class ClientSession:
         self.closed = False
         self.subscriber = SubscriberPeer(self)
         self.publisher = PublisherPeer(self)
-        self.published_tracks: dict[str, TrackRecord] = {}  # tracks the client published (not forwarded)
+        self.published_tracks: dict[str, TrackRecord] = {}  # tracks the client asked to publish
+        self._awaiting_media: dict[str, TrackRecord] = {}  # audio published, media not yet arrived; by cid
         self.connected_at = time.monotonic()
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
@@ -144,6 +146,9 @@ class ClientSession:
         self.closed = True
         for t in list(self._tasks):
             t.cancel()
+        for track in self.published_tracks.values():
+            if isinstance(track.audio, ForwardedAudio):
+                track.audio.stop()
         try:
             await self.ws.close()
         except Exception:  # noqa: BLE001
@@ -178,7 +183,10 @@ class ClientSession:
         elif which == "mute":
             t = self.published_tracks.get(req.mute.sid)
             if t is not None:
-                t.muted = req.mute.muted
+                if t.sid in self.participant.tracks:
+                    await self.room.set_muted(self.participant, t.sid, req.mute.muted)
+                else:
+                    t.muted = req.mute.muted
         elif which == "update_metadata":
             await self._update_metadata(req.update_metadata)
         elif which == "leave":
@@ -197,13 +205,35 @@ class ClientSession:
                 logger.exception("%s for %s failed", what, self.identity)
 
     async def _add_track(self, req: rtc.AddTrackRequest) -> None:
-        # Media that real clients publish is accepted and drained, not forwarded to others.
-        track = TrackRecord(name=req.name, source=req.source, muted=req.muted, type=req.type)
+        # Audio is forwarded to the other participants once it arrives on the publisher
+        # connection (forward_track); other media is accepted and drained.
+        audio = req.type == models.TrackType.AUDIO
+        track = TrackRecord(
+            name=req.name,
+            source=req.source,
+            muted=req.muted,
+            type=req.type,
+            audio=ForwardedAudio(req.cid) if audio else None,
+        )
         self.published_tracks[track.sid] = track
+        if audio:
+            self._awaiting_media[req.cid] = track
         info = track.info()
-        if req.type != models.TrackType.AUDIO:
+        if not audio:
             info.mime_type = ""
         await self.send(rtc.SignalResponse(track_published=rtc.TrackPublishedResponse(cid=req.cid, track=info)))
+
+    def forward_track(self, remote) -> bool:
+        """The client's media for a track it published: announce it and pass it on (as the
+        real SFU does once media flows). False when no published track claims it."""
+        track = self._awaiting_media.pop(remote.id, None)
+        if track is None and self._awaiting_media:  # a client whose msid track id is not its cid
+            track = self._awaiting_media.pop(next(iter(self._awaiting_media)))
+        if track is None or not isinstance(track.audio, ForwardedAudio):
+            return False
+        track.audio.attach(remote)
+        self._spawn(self._guard(self.room.publish(self.participant, track), "publishing a forwarded track"))
+        return True
 
     async def _update_metadata(self, req: rtc.UpdateParticipantMetadata) -> None:
         p = self.participant

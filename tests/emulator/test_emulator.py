@@ -119,6 +119,40 @@ def test_client_receives_speaker_audio(emulator_host):
     run(main())
 
 
+def test_audio_a_real_client_publishes_reaches_the_others_and_stops_when_it_leaves(emulator_host):
+    async def main():
+        async with Emulator(emulator_host) as emu:
+            listener = await join(emu, "listener")
+            talker = await join(emu, "talker")
+            source = rtc.AudioSource(48000, 1)
+            track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
+            options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            publication = await talker.room.local_participant.publish_track(track, options)
+            samples = (tone(6.0, amp=0.3, sr=48000) * 32767).astype(np.int16)
+
+            async def speak() -> None:
+                for i in range(0, len(samples) - 480, 480):
+                    await source.capture_frame(rtc.AudioFrame(samples[i : i + 480].tobytes(), 48000, 1, 480))
+
+            speaking = asyncio.create_task(speak())
+            heard, pub, who = await listener.wait("track_subscribed", timeout=15)
+            assert (who.identity, heard.sid, pub.source) == (
+                "talker",
+                publication.sid,
+                rtc.TrackSource.SOURCE_MICROPHONE,
+            )
+            # Opus there and back again (the emulator decodes and encodes); the level survives.
+            assert await rms_of(heard, 1.5, skip=1.0) == pytest.approx(0.3 / np.sqrt(2), rel=0.2)
+            published = emu.room(ROOM).get("talker").tracks[publication.sid]
+            assert published.audio.frames_in > 0
+            speaking.cancel()
+            await talker.room.disconnect()
+            await listener.wait("track_unsubscribed", lambda t, *_: t.sid == publication.sid, timeout=10)
+            await listener.room.disconnect()
+
+    run(main(), 60)
+
+
 def test_late_speaker_leaving_speaker_and_track_changes(emulator_host):
     async def main():
         async with Emulator(emulator_host) as emu:
@@ -272,6 +306,14 @@ def test_twirp_room_service_and_auth():
                     assert resp.status == 200 and json.loads(await resp.text())["name"] == "j"
                 async with http.get(f"{emu.http_url}/rtc/v1") as resp:
                     assert resp.status == 404
+                # livekit-client in a page on another origin reads these to fall back to v0 and
+                # to tell a bad token from a missing server: 404 on v1, 401 for a bad token.
+                async with http.get(f"{emu.http_url}/rtc/v1/validate?access_token=x") as resp:
+                    assert resp.status == 404 and resp.headers["Access-Control-Allow-Origin"] == "*"
+                async with http.get(f"{emu.http_url}/rtc/validate?access_token=x") as resp:
+                    assert resp.status == 401 and resp.headers["Access-Control-Allow-Origin"] == "*"
+                async with http.get(f"{emu.http_url}/rtc/validate?access_token={emu.token('v', ROOM)}") as resp:
+                    assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "*"
             with pytest.raises(rtc.ConnectError):
                 await rtc.Room().connect(emu.url, "not-a-token", rtc.RoomOptions(connect_timeout=5.0))
             assert emu.rejected
