@@ -149,12 +149,11 @@ def translation_report(emu, speakers, languages) -> dict:
             first_final: dict[str, float] = {}
             first_translation: dict[str, float] = {}
             for f in sorted(streams, key=lambda f: f.done_at):
-                segment = f.attributes["lk.segment_id"]
                 if "roomscribe.translation_of" not in f.attributes:
                     if f.text.strip():
-                        first_final.setdefault(segment, f.done_at)
+                        first_final.setdefault(f.attributes["lk.segment_id"], f.done_at)
                 elif f.attributes.get("roomscribe.language") == language:
-                    first_translation.setdefault(segment, f.done_at)
+                    first_translation.setdefault(f.attributes["roomscribe.caption_segment_id"], f.done_at)
             finals_seen += len(first_final)
             for segment, at in first_translation.items():
                 if segment in first_final:

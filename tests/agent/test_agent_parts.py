@@ -283,7 +283,7 @@ def test_a_caption_of_a_voice_within_a_track_names_it_in_roomscribe_speaker():
     assert ATTRIBUTE_SPEAKER not in sent[1]
 
 
-def test_a_translation_goes_out_as_its_own_stream_tied_to_the_caption_by_track_and_segment():
+def test_a_translation_goes_out_as_its_own_stream_with_its_own_segment_id_tied_to_the_caption():
     from types import SimpleNamespace
 
     from roomscribe.agent.livekit_room import LiveKitCaptionSender
@@ -320,7 +320,8 @@ def test_a_translation_goes_out_as_its_own_stream_tied_to_the_caption_by_track_a
     assert text == "좋은 아침입니다."
     assert attributes == {
         "lk.transcribed_track_id": "TR_a",
-        "lk.segment_id": "SG_1",
+        "lk.segment_id": "SG_1-ko",  # its own: frontends keep one entry per segment id
+        "roomscribe.caption_segment_id": "SG_1",
         "lk.transcription_final": "true",
         "roomscribe.language": "ko",
         "roomscribe.translation_of": "en",

@@ -83,11 +83,14 @@ def test_each_speaker_is_captioned_in_their_language_and_translated_into_the_oth
     assert {r.attributes["roomscribe.language"] for r in captions["alice"]} == {"en"}
     assert {r.attributes["roomscribe.language"] for r in captions["minji"]} == {"ko"}
     assert any(hangul(r.text) for r in captions["minji"])
-    # Alice read in Korean: tied to her caption by track and segment.
+    # Alice read in Korean: tied to her caption by track and caption segment, under a segment
+    # id of its own (frontends keep one entry per lk.segment_id).
     (first, *_) = translations(emu, "alice", "ko")
     assert first.attributes["roomscribe.translation_of"] == "en"
     assert first.attributes["lk.transcribed_track_id"] == alice.track_sid
-    assert first.attributes["lk.segment_id"] in {r.attributes["lk.segment_id"] for r in captions["alice"]}
+    caption_segments = {r.attributes["lk.segment_id"] for r in captions["alice"]}
+    assert first.attributes["roomscribe.caption_segment_id"] in caption_segments
+    assert first.attributes["lk.segment_id"] == first.attributes["roomscribe.caption_segment_id"] + "-ko"
     assert hangul(first.text) and "printing" not in first.text.lower()
     # Minji read in English; nobody is translated into their own language.
     english = translations(emu, "minji", "en")

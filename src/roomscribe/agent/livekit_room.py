@@ -40,6 +40,7 @@ ATTRIBUTE_CAPTIONS = "roomscribe.captions"  # on the bot: "on" or "paused"
 ATTRIBUTE_LAG = "roomscribe.lag"  # ours: seconds the caption trails the speaker's audio
 ATTRIBUTE_SPEAKER = "roomscribe.speaker"  # ours: the voice within a diarized track ("S1", "S2", ...)
 ATTRIBUTE_TRANSLATION_OF = "roomscribe.translation_of"  # ours: a translation's source language
+ATTRIBUTE_CAPTION_SEGMENT = "roomscribe.caption_segment_id"  # ours: the lk.segment_id a translation translates
 ATTRIBUTE_TRANSLATION = "roomscribe.translation"  # on the bot: "off", "on", "failing: <why>", "unavailable: <why>"
 ATTRIBUTE_TRANSLATION_LANGUAGES = "roomscribe.translation_languages"  # on the bot: "en,ko"
 ATTRIBUTE_TRANSLATION_NOTE = "roomscribe.translation_note"  # on the bot: languages the model is weak in
@@ -58,7 +59,7 @@ class LiveKitCaptionSender:
             raise ConnectionError("the room is not connected")
         if caption.translated:
             # Translations go out as their own streams, tied to the caption by track and
-            # segment id; the caption itself was sent already.
+            # roomscribe.caption_segment_id; the caption itself was sent already.
             for language in caption.translated:
                 await self._send_translation(caption, language)
             return
@@ -97,9 +98,13 @@ class LiveKitCaptionSender:
             )
 
     async def _send_translation(self, caption: Caption, language: str) -> None:
+        # A segment id of its own per language: frontends (components-react's useTranscriptions)
+        # keep one entry per lk.segment_id, so a shared id would let a translation replace its
+        # caption; a provisional clause and the final translation share theirs and replace in turn.
         attributes = {
             ATTRIBUTE_TRANSCRIPTION_TRACK_ID: caption.track,
-            ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: caption.segment_id,
+            ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: translation_segment_id(caption.segment_id, language),
+            ATTRIBUTE_CAPTION_SEGMENT: caption.segment_id,
             ATTRIBUTE_TRANSCRIPTION_FINAL: "true" if caption.final else "false",  # false: a clause, provisional
             ATTRIBUTE_LANGUAGE: language,
             ATTRIBUTE_TRANSLATION_OF: caption.language or "",
@@ -117,6 +122,11 @@ class LiveKitCaptionSender:
         if self._legacy == "auto":
             return _legacy_transcription_needed(self._room)
         return self._legacy == "always"
+
+
+def translation_segment_id(segment_id: str, language: str) -> str:
+    """The lk.segment_id of a caption's translation into `language`."""
+    return f"{segment_id}-{language}"
 
 
 def participant_of(participant: rtc.Participant) -> Participant:
