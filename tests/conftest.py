@@ -193,3 +193,15 @@ def store(store_database):
     opened = open_store(store_database)
     yield opened
     opened.close()
+
+
+@pytest.fixture(scope="session")
+def example_pages() -> Path:
+    """examples/web with its bundles built (npm ci and npm run build when out of date); skips
+    with the reason when they cannot be (no npm, no registry, a failed build)."""
+    from support.examples import built_examples, why_not_built
+
+    pages = built_examples()
+    if pages is None:
+        pytest.skip(why_not_built())
+    return pages

@@ -147,8 +147,8 @@ class ForwardedAudio:
 
     A real SFU forwards RTP as it is; here aiortc decodes the client's Opus and each
     subscriber's sender encodes it again, which is all a test needs. The client's track
-    arrives on its publisher connection some time after ``add_track``: until then, and
-    whenever the client sends nothing (DTX, a stalled browser), subscribers get silence.
+    arrives on its publisher connection some time after ``add_track``; until then, and
+    whenever the client sends nothing (DTX, a stalled browser), nothing is sent on.
     """
 
     def __init__(self, cid: str = "") -> None:
@@ -211,9 +211,13 @@ class ForwardedTrack(MediaStreamTrack):
         want = FRAME_SAMPLES * 2  # interleaved stereo
         while len(self._pending) < want:
             try:
-                data = await asyncio.wait_for(self._queue.get(), 0.1)
+                data = await asyncio.wait_for(self._queue.get(), 0.5)
             except TimeoutError:
-                data = np.zeros(want - len(self._pending), np.int16)  # nothing sent: silence
+                # Nothing sent (DTX, a stalled client): nothing forwarded, as an SFU does; the
+                # receiver's jitter buffer fills the gap. Silence is never inserted mid-word.
+                if self.readyState != "live":
+                    raise MediaStreamError from None
+                continue
             if self.readyState != "live":
                 raise MediaStreamError
             self._pending = np.concatenate([self._pending, data])

@@ -195,3 +195,34 @@ def wait_until_settled(
 def stop_microphone(driver) -> None:
     """Press the page's Stop: the server captions the last words and sends the finals."""
     driver.execute_script("const b = document.getElementById('stop'); if (!b.disabled) b.click();")
+
+
+# -- screenshots ---------------------------------------------------------------------------------
+
+SCREENSHOT_SIZE = (1280, 900)
+
+
+def screenshots_dir() -> Path | None:
+    """Where the page tests save PNGs of what users see (`ROOMSCRIBE_SCREENSHOTS`), or None."""
+    folder = os.environ.get("ROOMSCRIBE_SCREENSHOTS")
+    return Path(folder) if folder else None
+
+
+def save_screenshot(driver, name: str) -> Path | None:
+    """`name`.png of what the browser shows (a 1280x900 viewport) in `screenshots_dir()`;
+    nothing without ROOMSCRIBE_SCREENSHOTS. The path written, or None."""
+    folder = screenshots_dir()
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    if tuple(inner) != SCREENSHOT_SIZE:  # the viewport, not the window with its frame
+        size = driver.get_window_size()
+        driver.set_window_size(
+            size["width"] + SCREENSHOT_SIZE[0] - inner[0], size["height"] + SCREENSHOT_SIZE[1] - inner[1]
+        )
+        time.sleep(0.5)  # let the page lay itself out again
+    path = folder / f"{name}.png"
+    if not driver.save_screenshot(str(path)):
+        raise RuntimeError(f"the browser did not save {path}")
+    return path
