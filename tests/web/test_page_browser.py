@@ -11,6 +11,7 @@ the real local translation model).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -185,6 +186,7 @@ def test_transcript_downloads_hold_the_page_captions(solo, server):
     assert json.loads(wanted["json"].read_text())["segments"] == segments
 
 
+@pytest.mark.screenshots
 def test_two_tabs_in_one_session_see_each_other_and_other_sessions_stay_separate(
     browser_ready, server, eval_dir, manifest, tmp_path
 ):
@@ -203,6 +205,8 @@ def test_two_tabs_in_one_session_see_each_other_and_other_sessions_stay_separate
             driver.get(_page_url(server, rooms[name], name))
         for driver in drivers.values():
             _started(driver)
+        if browser.screenshots_dir():
+            _screenshot_when_both_speak(alice, seconds)
         pages = {name: _finish(driver, seconds, started) for name, driver in drivers.items()}
         logs = {name: browser.read_log(driver) for name, driver in drivers.items()}
 
@@ -238,6 +242,21 @@ def test_two_tabs_in_one_session_see_each_other_and_other_sessions_stay_separate
     assert {s["speaker"] for s in alone} == {"Carol"}
     txt = _get(f"{server.url}/sessions/{shared}/transcript?format=txt")[1]
     assert "Alice: " in txt and "Bob: " in txt and "Carol" not in txt
+
+
+def _screenshot_when_both_speak(driver, seconds: float) -> None:
+    """serve-two-participants.png: the page while it captions both people of its session
+    (a few words of each on screen, the microphone still hearing speech)."""
+
+    def both():
+        words = {"Alice": 0, "Bob": 0}
+        for line in browser.read_page(driver)["lines"]:
+            words[line["speaker"]] = words.get(line["speaker"], 0) + len(f"{line['text']} {line['tail']}".split())
+        return min(words.values()) >= 8
+
+    with contextlib.suppress(TimeoutError):  # a picture of what there is, whatever happens
+        browser.wait_for(both, seconds + 10, message="captions of both speakers")
+    browser.save_screenshot(driver, "serve-two-participants")
 
 
 @pytest.mark.usefixtures("diarization_extra")

@@ -4,15 +4,21 @@
 // translates the session's finals into every language its pages read, and a line shows its
 // translation once it arrives, the words as spoken until then. window.roomscribe keeps a log
 // of what arrived when (for measurements).
+//
+// The page around the captions: one record button that is #start or #stop by the phase
+// (idle, starting, recording), a level meter and timer (meter.js), Space to start and stop
+// anywhere outside a text field, a caption size kept in localStorage, an empty state that
+// says what to do, and files dropped on the page transcribed (files.js).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = {
   pc: null, channel: null, participant: null, session: null, lines: new Map(), stream: null,
-  translation: { state: "off", languages: [] },
+  translation: { state: "off", languages: [] }, phase: "idle",
 };
-window.roomscribe = { log: [], captureStartedAt: null, state };
+const meter = new LevelMeter({ meter: $("level"), ring: $("record-wrap"), timer: $("timer") });
+window.roomscribe = { log: [], captureStartedAt: null, state, meter };
 
 const key = params.get("key") || sessionStorage.getItem("roomscribe-key") || "";
 if (key) sessionStorage.setItem("roomscribe-key", key);
@@ -37,6 +43,10 @@ if (params.get("task")) $("task").value = params.get("task");
 if (["1", "true", "yes"].includes(params.get("diarize"))) $("diarize").checked = true;
 updateShare();
 $("session").addEventListener("input", updateShare);
+showSettingsSummary();
+for (const id of ["name", "session", "language", "task", "policy", "prompt", "diarize"]) {
+  $(id).addEventListener(id === "diarize" || $(id).tagName === "SELECT" ? "change" : "input", showSettingsSummary);
+}
 
 function updateShare() {
   const url = new URL(location.href);
@@ -46,17 +56,59 @@ function updateShare() {
   $("share").textContent = url.toString();
 }
 
-function setStatus(text) { $("status").textContent = text; }
+// What the settings panel holds, in a few words on its closed summary.
+function showSettingsSummary() {
+  const chosen = (id) => $(id).selectedOptions[0] ? $(id).selectedOptions[0].textContent : $(id).value;
+  const parts = [
+    $("name").value.trim() || "no name yet",
+    $("language").value === "auto" ? "language detected" : chosen("language"),
+  ];
+  if ($("task").value === "translate") parts.push("captions in English");
+  if ($("diarize").checked) parts.push("several people");
+  $("settings-summary").textContent = parts.join(" · ");
+}
+
+function setStatus(text) {
+  const el = $("status");
+  el.textContent = text;
+  el.dataset.state = /^connected|^connecting|^new/.test(text)
+    ? (text.startsWith("connected") ? "live" : "busy")
+    : /failed|disconnected/.test(text) ? "bad" : "idle";
+}
 function showError(text) { $("error").textContent = text || ""; }
 
+// The record control: #start while idle or starting, #stop while recording; the focus
+// follows from one to the other so a keyboard user can press again to undo.
+function setPhase(phase) {
+  const focused = document.activeElement === $("start") || document.activeElement === $("stop") ||
+    state.focusRecord;
+  state.phase = phase;
+  state.focusRecord = phase === "starting" && focused;
+  document.body.dataset.phase = phase;
+  $("recorder").dataset.phase = phase;
+  $("start").disabled = phase !== "idle";
+  $("stop").disabled = phase !== "recording";
+  $("start").hidden = phase === "recording";
+  $("stop").hidden = phase !== "recording";
+  $("start").querySelector(".record-label").textContent = phase === "starting" ? "Connecting" : "Start";
+  if (focused && phase !== "starting") (phase === "recording" ? $("stop") : $("start")).focus();
+}
+
+function toggleRecording() {
+  if (state.phase === "idle") start();
+  else if (state.phase === "recording") stop();
+}
+
 async function start() {
+  if (state.phase !== "idle") return;
   showError("");
-  $("start").disabled = true;
+  setPhase("starting");
   try {
     state.stream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: true, channelCount: 1 },
     });
     window.roomscribe.captureStartedAt = Date.now();
+    meter.start(state.stream, window.roomscribe.captureStartedAt);
     const pc = new RTCPeerConnection({ iceServers: [] });
     state.pc = pc;
     for (const track of state.stream.getAudioTracks()) pc.addTransceiver(track, { direction: "sendonly" });
@@ -83,10 +135,10 @@ async function start() {
     await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
     localStorage.setItem("roomscribe-name", $("name").value);
     rememberAddress();
-    $("stop").disabled = false;
+    setPhase("recording");
     setStatus("connecting…");
   } catch (err) {
-    showError(String(err.message || err));
+    showError(microphoneError(err));
     await stop();
   }
 }
@@ -108,6 +160,15 @@ function iceGathered(pc) {
   });
 }
 
+// getUserMedia's refusals in words a user can act on; anything else as it came.
+function microphoneError(err) {
+  const why = String(err.message || err);
+  if (err.name === "NotAllowedError") return `The microphone is blocked: allow it for this page in the browser (${why}).`;
+  if (err.name === "NotFoundError") return `No microphone found: plug one in and press Start again (${why}).`;
+  if (!navigator.mediaDevices) return "This page cannot use the microphone here: open it over https or on localhost.";
+  return why;
+}
+
 async function errorText(response) {
   try { return (await response.json()).error.message; } catch { return `${response.status} ${response.statusText}`; }
 }
@@ -122,8 +183,8 @@ async function stop() {
   const pc = state.pc;
   state.pc = null;
   setTimeout(() => pc && pc.close(), 5000);
-  $("start").disabled = false;
-  $("stop").disabled = true;
+  meter.stop();
+  setPhase("idle");
   setStatus("stopped");
   showTranslationNotice();
 }
@@ -197,9 +258,12 @@ function renderLine(msg) {
     el.children[2].className = "tail";
     state.lines.set(msg.segment_id, el);
     box.append(el);
+    $("empty").hidden = true;
   }
   // A voice label can settle after the first interim of its line.
   el.querySelector(".speaker").textContent = msg.speaker;
+  markContinued(el);
+  if (el.nextElementSibling) markContinued(el.nextElementSibling);
   // Every update carries the segment's translations so far (a revised final: none yet).
   const provisional = !msg.final && el.caption ? el.caption.provisional : null;
   el.caption = {
@@ -208,6 +272,13 @@ function renderLine(msg) {
   showLine(el);
   el.classList.toggle("final", !!msg.final);
   if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+// A line by the speaker of the line before it shows no name of its own (its colour says it).
+function markContinued(el) {
+  const before = el.previousElementSibling;
+  el.classList.toggle("continued", !!before &&
+    before.querySelector(".speaker").textContent === el.querySelector(".speaker").textContent);
 }
 
 // A line in the language this page reads where a translation exists; as spoken until then.
@@ -258,20 +329,83 @@ $("read").addEventListener("change", () => {
   showTranslationNotice();
 });
 
+// Saves what `url` answers as `filename` (or shows the server's error in `errorEl`).
+async function download(url, filename, errorEl = $("error")) {
+  const response = await fetch(url, { headers: authHeaders() });
+  if (!response.ok) { errorEl.textContent = await errorText(response); return; }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = filename;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
 for (const button of document.querySelectorAll("footer button[data-format]")) {
-  button.addEventListener("click", async () => {
+  button.addEventListener("click", () => {
     const fmt = button.dataset.format;
     const sid = state.session || $("session").value;
-    const response = await fetch(`/sessions/${encodeURIComponent(sid)}/transcript?format=${fmt}`,
-      { headers: authHeaders() });
-    if (!response.ok) { showError(await errorText(response)); return; }
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(await response.blob());
-    link.download = `roomscribe-${sid}.${fmt}`;
-    link.click();
-    URL.revokeObjectURL(link.href);
+    download(`/sessions/${encodeURIComponent(sid)}/transcript?format=${fmt}`, `roomscribe-${sid}.${fmt}`);
   });
 }
+
+// -- caption size (kept in localStorage) ------------------------------------------------------
+const CAPTION_SIZES = [18, 20, 24, 28, 32, 38, 44, 52, 64]; // px
+const DEFAULT_CAPTION_SIZE = 28;
+
+function captionSize() {
+  const kept = Number(localStorage.getItem("roomscribe-caption-size"));
+  return CAPTION_SIZES.includes(kept) ? kept : DEFAULT_CAPTION_SIZE;
+}
+
+function showCaptionSize(px) {
+  $("transcript").style.setProperty("--caption-size", `${px}px`);
+  $("caption-size").textContent = `${px} px`;
+  $("caption-smaller").disabled = px === CAPTION_SIZES[0];
+  $("caption-larger").disabled = px === CAPTION_SIZES[CAPTION_SIZES.length - 1];
+}
+
+function stepCaptionSize(step) {
+  const at = CAPTION_SIZES.indexOf(captionSize());
+  const px = CAPTION_SIZES[Math.min(CAPTION_SIZES.length - 1, Math.max(0, at + step))];
+  localStorage.setItem("roomscribe-caption-size", String(px));
+  showCaptionSize(px);
+}
+
+showCaptionSize(captionSize());
+$("caption-smaller").addEventListener("click", () => stepCaptionSize(-1));
+$("caption-larger").addEventListener("click", () => stepCaptionSize(1));
+
+// -- keys: Space starts and stops, + and - size the captions, wherever the focus is not in a
+// field (and not on a control, whose own Space is its click) -------------------------------
+function typingIn(el) {
+  return !!el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || typingIn(e.target)) return;
+  if (e.key === " ") {
+    if (e.target.closest && e.target.closest("button, a[href], summary, [role=button]")) return;
+    e.preventDefault(); // not a page scroll
+    if (!e.repeat) toggleRecording();
+  } else if (e.key === "+" || e.key === "=") {
+    stepCaptionSize(1);
+  } else if (e.key === "-" || e.key === "_") {
+    stepCaptionSize(-1);
+  }
+});
+
+// -- the session link ---------------------------------------------------------------------
+$("copy-share").addEventListener("click", async () => {
+  const button = $("copy-share");
+  try {
+    await navigator.clipboard.writeText($("share").href);
+    button.textContent = "Copied ✓";
+  } catch {
+    getSelection().selectAllChildren($("share")); // copy it by hand
+    button.textContent = "Selected: copy it";
+  }
+  setTimeout(() => { button.textContent = "Copy link"; }, 2000);
+});
 
 // -- past meetings (the key's tenant's, newest first) ---------------------------------------
 const clock = (t) => {
@@ -336,20 +470,14 @@ async function openMeeting(id) {
 
 $("meetings").addEventListener("toggle", () => { if ($("meetings").open) listMeetings(); });
 for (const button of document.querySelectorAll("button[data-meeting-format]")) {
-  button.addEventListener("click", async () => {
+  button.addEventListener("click", () => {
     const id = $("meeting-view").dataset.meeting;
     const fmt = button.dataset.meetingFormat;
-    const response = await fetch(`/meetings/${encodeURIComponent(id)}/transcript?format=${fmt}`,
-      { headers: authHeaders() });
-    if (!response.ok) { showError(await errorText(response)); return; }
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(await response.blob());
-    link.download = `${id}.${fmt}`;
-    link.click();
-    URL.revokeObjectURL(link.href);
+    download(`/meetings/${encodeURIComponent(id)}/transcript?format=${fmt}`, `${id}.${fmt}`);
   });
 }
 
+setPhase("idle");
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", stop);
 if (params.get("autostart") === "1") start();
