@@ -34,7 +34,7 @@ class LevelMeter {
     } catch {
       this.analyser = null; // no Web Audio: the timer still runs
     }
-    this.interval = setInterval(() => this.tick(), 50);
+    this.interval = setInterval(() => this.tick(), 100); // 10 a second: enough for the eye, cheap for the CPU
     this.tick();
   }
 
@@ -67,11 +67,16 @@ class LevelMeter {
     // Rises at once, falls gently: speech reads as a steady bar, not a flicker.
     this.level = level >= this.level ? level : this.level * 0.8 + level * 0.2;
     this.show(this.level);
-    if (this.startedAt) this.timer.textContent = LevelMeter.clock(Date.now() - this.startedAt);
+    if (this.startedAt) {
+      const clock = LevelMeter.clock(Date.now() - this.startedAt);
+      if (this.timer.textContent !== clock) this.timer.textContent = clock;
+    }
   }
 
   show(level) {
     const percent = Math.round(level * 100);
+    if (percent === this.shown) return; // nothing to draw: no style work for the browser
+    this.shown = percent;
     this.meter.setAttribute("aria-valuenow", String(percent));
     this.meter.dataset.level = percent > 70 ? "loud" : percent > 8 ? "ok" : "quiet";
     this.fill.style.clipPath = `inset(0 ${100 - level * 100}% 0 0)`; // the colours stay where the scale puts them
