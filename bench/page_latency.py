@@ -20,7 +20,8 @@ Clocks:
 Measured:
 - sentence latency (file clock only, no offset): for each sentence of `.turns.json`, from its
   end in the file to the arrival of the caption message that first held its last word as
-  committed (final) text (sentences whose last 3 words were never matched are left out);
+  committed (final) text (sentences whose last 3 words were never matched are left out); a
+  revised final (a second hearing) that respells a committed word does not move its time;
 - word latency: for every committed word, arrival of the caption that first committed it minus
   the word's end (its transcript word time on the session clock + the offset);
 - message latency (the plain measure): for each caption message that committed new words,
@@ -97,20 +98,30 @@ class Server(ChildProcess):
 
 def committed_words(log: list[dict], t0_ms: float) -> list[dict]:
     """Every committed word as it first arrived: segment, index in the segment, text, arrival
-    on the file clock, and the message (in the order of the segments' starts)."""
+    on the file clock, and the message (in the order of the segments' starts). A final that
+    comes after its segment's final is a revision (a second hearing): the words it respells
+    keep the arrival of the first final, which is when the reader first saw them committed,
+    and only the words it adds arrive with it."""
     segments: dict[str, dict] = {}
     for entry in log:
         msg = entry["msg"]
         if msg.get("type") != "caption":
             continue
-        seg = segments.setdefault(msg["segment_id"], {"start": msg["start"], "words": []})
+        seg = segments.setdefault(msg["segment_id"], {"start": msg["start"], "words": [], "final": False})
         words = msg["text"].split()
         have = seg["words"]
-        keep = 0  # committed text only grows; if it ever changed, the changed words arrive anew
-        while keep < min(len(have), len(words)) and have[keep]["text"] == words[keep]:
-            keep += 1
         at = (entry["at"] - t0_ms) / 1000.0
-        del have[keep:]
+        if seg["final"]:  # a revised final
+            for i, w in enumerate(words[: len(have)]):
+                have[i] = dict(have[i], text=w, msg=msg)
+            del have[len(words) :]
+            keep = len(have)
+        else:
+            keep = 0  # committed text only grows; if it ever changed, the changed words arrive anew
+            while keep < min(len(have), len(words)) and have[keep]["text"] == words[keep]:
+                keep += 1
+            del have[keep:]
+        seg["final"] = seg["final"] or bool(msg.get("final"))
         have += [
             {"segment_id": msg["segment_id"], "index": i, "text": w, "arrival": at, "msg": msg}
             for i, w in enumerate(words[keep:], start=keep)
