@@ -63,3 +63,13 @@ def speech_mid(eval_dir, manifest, tmp_path_factory) -> Speech:
 def speech_short(eval_dir, manifest, tmp_path_factory) -> Speech:
     """One 6.5 s sentence."""
     return make_speech(eval_dir, manifest, ["LJ001-0009"], tmp_path_factory.mktemp("asr") / "short.wav", gap=0.3)
+
+
+@pytest.fixture(scope="session")
+def chromium_available() -> None:
+    """Skips, with the reason, where headless Chromium and its driver cannot run."""
+    from support import browser
+
+    reason = browser.unavailable()
+    if reason:
+        pytest.skip(f"no headless browser: {reason}")

@@ -7,19 +7,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
 from roomscribe.store import Segment, open_store
 from roomscribe.web.config import ServerConfig
 from support import browser
 from support.serving import running_server
-
-
-@pytest.fixture(scope="module")
-def chromium_available():
-    reason = browser.unavailable()
-    if reason:
-        pytest.skip(f"no headless browser: {reason}")
 
 
 def test_the_page_lists_the_tenants_meetings_and_opens_one(engine, chromium_available, tmp_path):

@@ -33,13 +33,6 @@ LEAD_SILENCE = 2.0  # seconds of silence on the fake microphone before the speec
 
 
 @pytest.fixture(scope="module")
-def chromium_available() -> None:
-    reason = browser.unavailable()
-    if reason:
-        pytest.skip(f"no headless browser: {reason}")
-
-
-@pytest.fixture(scope="module")
 def webrtc_ready(chromium_available, emulator_host) -> None:
     """A browser that can reach the server over WebRTC (the private network namespace)."""
 
