@@ -7,7 +7,7 @@ import pytest
 
 from roomscribe.engine import EventType, InputError, StreamConfig
 from roomscribe.engine.simulation import simulate
-from support.speech import read_audio, wer
+from support.speech import normalize, read_audio, wer
 
 LJ = "asr/en/ljspeech/"
 FILES = ["LJ001-0001.flac", "LJ001-0009.flac", "LJ002-0025.flac"]
@@ -106,6 +106,48 @@ def test_a_sentence_the_vad_cut_at_a_pause_is_heard_again_whole_across_the_pause
     second = heard[-1]
     assert len(second.audio) / 16000 >= closed[1].end - closed[0].start
     assert all(e.segment_id in {c.segment_id for c in closed} for e in events if e.revision)
+
+
+def test_a_second_hearing_hears_the_speech_before_its_sentences_and_captions_none_of_it(engine, eval_dir, monkeypatch):
+    from roomscribe.engine.hearing import LEAD_GAP_SECONDS, LEAD_SECONDS, SENTENCE_EDGE_SECONDS
+    from roomscribe.engine.stream import SpeechStream
+
+    before = read_audio(
+        eval_dir / LJ / "LJ001-0107.flac"
+    )  # "To say a few words on the principles of design in typography:"
+    after = read_audio(eval_dir / LJ / "LJ002-0012.flac")  # "After that they fell as steadily,"
+    pause = np.zeros(int(2.5 * 16000), np.float32)  # longer than a stretch waits: two stretches
+    audio = np.concatenate([pause[:8000], before, pause, after, pause])
+    after_start = (8000 + len(before) + len(pause)) / 16000
+    hearings = []
+    apply = SpeechStream.apply
+
+    def spy(stream, ticket, result, now=None):
+        if ticket.revision is not None:
+            hearings.append((ticket, result))
+        return apply(stream, ticket, result, now)
+
+    monkeypatch.setattr(SpeechStream, "apply", spy)
+    result = simulate(engine, audio, StreamConfig(language="en"), mode="aware")
+
+    assert len(hearings) == 2
+    ticket, heard = hearings[1]
+    revision = ticket.revision
+    first_heard = " ".join(e.segment_text for e in result.segments() if not e.revision and e.end < after_start)
+    lead_text = normalize(engine.runner.decode_tokens(revision.prefix))
+    assert lead_text and normalize(first_heard).endswith(lead_text)  # the first sentence's last words
+    assert revision.start_sample / 16000 == pytest.approx(after_start, abs=SENTENCE_EDGE_SECONDS + 0.05)
+    assert revision.lead_samples / 16000 <= LEAD_SECONDS + LEAD_GAP_SECONDS + SENTENCE_EDGE_SECONDS
+    # What the hearing says after the lead-in is the second sentence, on the stream clock.
+    said = normalize(engine.runner.decode_tokens(heard.tokens))
+    assert said.startswith("after that they fell"), said
+    starts = [ticket.window_start / 16000 + t for t in heard.token_starts[len(heard.prefix) :]]
+    assert min(starts) >= after_start - LEAD_GAP_SECONDS and max(starts) <= len(audio) / 16000
+    # The lead-in's words are captioned once, in the first sentence's caption only.
+    shown = {e.segment_id: e for e in result.segments()}.values()  # revised where they were
+    first = normalize(" ".join(e.segment_text for e in shown if e.end < after_start))
+    second = normalize(" ".join(e.segment_text for e in shown if e.end >= after_start))
+    assert "after" not in first and "typography" not in second and second.count("after that") == 1, (first, second)
 
 
 def test_a_second_hearing_replaces_the_words_it_hears_differently_however_sure_the_first_was():

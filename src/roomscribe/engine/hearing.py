@@ -3,8 +3,11 @@
 The VAD cuts a sentence where a speaker breathes, and each piece heard alone lacks the words
 around it. Closed caption segments wait here until they make a stretch of finished sentences;
 the stretch is then heard again whole, pauses included, with the text before it as prompt, as
-a 30 s window with its context hears it offline. Where that hearing differs, its words replace
-a segment's (a revised FINAL for the same segment id).
+a 30 s window with its context hears it offline. The audio of the last words before it comes
+first, with those words forced as the start of the hearing's text, so the stretch's first words
+are heard as they are in the middle of an offline window (a prompt of text alone does not do
+that). Where that hearing differs, its words replace a segment's (a revised FINAL for the same
+segment id).
 """
 
 from __future__ import annotations
@@ -32,8 +35,18 @@ HEARING_SECONDS = 8.0
 SENTENCE_PAUSE_SECONDS = 2.0
 # Where a stretch's audio is cut: the quietest point this close to its first and last word.
 SENTENCE_EDGE_SECONDS = 0.3
-# Recent audio kept, pauses included: the longest stretch and a pause on either side.
-RECENT_SECONDS = SENTENCE_SECONDS + 2 * SENTENCE_PAUSE_SECONDS
+# Speech heard before a stretch, from its first word to its last (its words are the forced start
+# of the text): Whisper base hears a sentence's first words as offline does with this much before.
+LEAD_SECONDS = 6.0
+# A pause longer than this between the lead-in and the stretch is shortened to it.
+LEAD_GAP_SECONDS = 1.0
+# The most audio one hearing takes, lead-in included (the encoder takes 30 s with padding).
+HEARING_WINDOW_SECONDS = 28.0
+# How far before its end a word is surely being said.
+WORD_TAIL_SECONDS = 0.25
+# Recent audio kept, pauses included: the longest stretch and a pause on either side, and
+# the lead-in before it.
+RECENT_SECONDS = SENTENCE_SECONDS + 2 * SENTENCE_PAUSE_SECONDS + LEAD_SECONDS
 
 
 class SecondHearings:
@@ -45,7 +58,8 @@ class SecondHearings:
         self._vad = vad
         self._recent = AudioWindow(int(RECENT_SECONDS * SAMPLE_RATE))
         self._heard_until = 0  # stream sample where the last stretch queued ends
-        self._heard_text: deque[str] = deque(maxlen=12)  # its segments and those before: the prompt
+        # The words of the segments queued so far, with their language: lead-in and prompt.
+        self._heard: deque[tuple[list[Word], str | None]] = deque(maxlen=12)
         self.queue: deque[Revision] = deque()
 
     def remember(self, samples: np.ndarray) -> None:
@@ -94,25 +108,66 @@ class SecondHearings:
         else:
             # Word ends come early from the alignment: look further after the last one.
             end = self._quiet_point(last_sample, min(last_sample + 2 * edge, self._recent.end_sample), last_sample)
-        text_language = stretch[-1].language
-        gap = "" if text_language in CJK_LANGUAGES else " "
-        before = gap.join(self._heard_text)
-        self._heard_text.extend(join_words(seg.words, text_language) for seg in stretch)
+        lead, earlier = self._lead_in(first, end - start, stretch[0].language)
+        self._heard.extend((seg.words, seg.language) for seg in stretch)
         self._heard_until = max(self._heard_until, end)
         if start < self._recent.start_sample or end <= start:
             return  # its audio is gone (a stretch too long to hear again)
-        audio = self._recent.view()[start - self._recent.start_sample : end - self._recent.start_sample]
-        prompt = self._encode_text(" " + before) if before else []
+        lead_audio = self._lead_audio(lead, start)
+        audio = np.concatenate([lead_audio, self._audio(start, end)])
+        prompt = self._encode_text(" " + earlier) if earlier else []
+        prefix = self._encode_text(" " + _text(lead)) if lead else []
         self.queue.append(
             Revision(
-                np.array(audio, np.float32),
+                audio,
                 start,
                 prompt[-MAX_CONTEXT_TOKENS:],
                 language,
                 stretch,
                 queued_at=received,
+                prefix=prefix,
+                lead_samples=len(lead_audio),
             )
         )
+
+    def _lead_in(self, first: Word, stretch_samples: int, language) -> tuple[list, str]:
+        """The words heard last before a stretch that fit its lead-in (in its language, their
+        audio still kept), by segment, and the text before them (the prompt)."""
+        earlier = list(self._heard)
+        if not earlier:
+            return [], ""
+        last = earlier[-1][0][-1]
+        gap = min(first.start - last.end, LEAD_GAP_SECONDS)
+        # The lead-in's words span at most LEAD_SECONDS; with the pause after them they fit the window.
+        budget = min(LEAD_SECONDS, HEARING_WINDOW_SECONDS - stretch_samples / SAMPLE_RATE - gap)
+        earliest = max(self._recent.start_sample / SAMPLE_RATE + SENTENCE_EDGE_SECONDS, last.end - budget)
+        lead: list[tuple[list[Word], str | None]] = []
+        while earlier and earlier[-1][1] == language:
+            words, lang = earlier.pop()
+            fits = next((i for i, w in enumerate(words) if w.start >= earliest), len(words))
+            if fits < len(words):
+                lead.insert(0, (words[fits:], lang))
+            if fits > 0:
+                earlier.append((words[:fits], lang))
+                break
+        return lead, _text(earlier)
+
+    def _lead_audio(self, lead: list, start: int) -> np.ndarray:
+        """The lead-in's audio, from a quiet point before its first word up to the stretch;
+        a longer pause than LEAD_GAP_SECONDS before the stretch is cut out of its middle."""
+        if not lead:
+            return np.zeros(0, np.float32)
+        first, last = int(lead[0][0][0].start * SAMPLE_RATE), int(lead[-1][0][-1].end * SAMPLE_RATE)
+        edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
+        lead_start = self._quiet_point(max(first - edge, self._recent.start_sample), first, first)
+        half_gap = int(LEAD_GAP_SECONDS * SAMPLE_RATE) // 2
+        if start - last <= 2 * half_gap:
+            return self._audio(lead_start, start)
+        return np.concatenate([self._audio(lead_start, last + half_gap), self._audio(start - half_gap, start)])
+
+    def _audio(self, start: int, end: int) -> np.ndarray:
+        offset = self._recent.start_sample
+        return np.array(self._recent.view()[max(0, start - offset) : max(0, end - offset)], np.float32)
 
     def _quiet_point(self, lo: int, hi: int, word_edge: int) -> int:
         return word_edge if self._vad is None else self._vad.quiet_point(lo, hi, word_edge)
@@ -123,13 +178,13 @@ class SecondHearings:
         events: list[Event] = []
         segments = revision.segments
         for k, seg in enumerate(segments):
-            # Words belong to the segment whose span holds their middle; the border between
-            # two segments lies halfway between them.
+            # Words belong to the segment whose span holds their heard point; the border
+            # between two segments lies halfway between them.
             old = seg.words
             lo = -np.inf if k == 0 else (segments[k - 1].words[-1].end + old[0].start) / 2
             hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
             # The segment's speaker stays: a change of voice already closed it.
-            new = [dataclasses.replace(w, speaker=old[0].speaker) for w in words if lo <= (w.start + w.end) / 2 < hi]
+            new = [dataclasses.replace(w, speaker=old[0].speaker) for w in words if lo <= heard_point(w) < hi]
             if heard_differently(old, new) and self._skipped_speech(old, new) < UNHEARD_SPEECH_SECONDS:
                 events.append(revised_final(seg.id, new, language, emitted_at))
         return events
@@ -145,6 +200,21 @@ class SecondHearings:
             self._vad.speech_seconds(int((a + UNHEARD_MARGIN_SECONDS) * SAMPLE_RATE), int(b * SAMPLE_RATE))
             for a, b in zip(ends, starts)
         )
+
+
+def _text(segments: list[tuple[list[Word], str | None]]) -> str:
+    """Segments' words (each segment in its own language) as text."""
+    text = ""
+    for words, lang in segments:
+        gap = "" if not text or lang in CJK_LANGUAGES else " "
+        text += gap + join_words(words, lang)
+    return text
+
+
+def heard_point(word: Word) -> float:
+    """A time surely inside `word`: shortly before its end. The alignment gives a word after
+    a pause a start inside the pause (its middle may lie before the word), its end is good."""
+    return word.end - min(WORD_TAIL_SECONDS, (word.end - word.start) / 2)
 
 
 def heard_differently(old: list[Word], new: list[Word]) -> bool:

@@ -350,8 +350,9 @@ class SpeechStream:
             task=self.config.task,
             prompt=revision.prompt,
             pinned=self._pinned,
+            prefix=revision.prefix,
         )
-        return Ticket(request, None, False, revision.start_sample, len(revision.audio), revision)
+        return Ticket(request, None, False, revision.window_start, len(revision.audio), revision)
 
     def cancel(self, ticket: Ticket) -> None:
         """The request was not served (error, shutdown): the stream may ask again (a
@@ -375,7 +376,7 @@ class SpeechStream:
         language = "en" if self.config.task == "translate" else result.language
         if ticket.revision is not None:
             self.second_hearings += 1
-            kept = self.config.quality.accept(result, self.runner, [])
+            kept = self.config.quality.accept(result, self.runner, ticket.revision.prefix)
             offset = ticket.window_start / SAMPLE_RATE
             words = tokens_to_words(*result.generated(kept), self.runner.decode_tokens, language, offset)
             return self._hearings.revised_finals(ticket.revision, words, language, emitted_at)

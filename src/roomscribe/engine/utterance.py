@@ -61,15 +61,24 @@ class Utterance:
 
 @dataclass
 class Revision:
-    """A finished sentence to be heard again whole: its audio (across the pauses inside it),
-    the text before it, and the caption segments it was first captioned as."""
+    """Finished sentences to be heard again whole: their audio (across the pauses inside
+    them) after a lead-in of the speech before them, the text before that, and the caption
+    segments they were first captioned as."""
 
-    audio: np.ndarray
-    start_sample: int  # stream sample of the audio's first sample
+    audio: np.ndarray  # the lead-in, then the sentences
+    start_sample: int  # stream sample where the sentences' audio starts
     prompt: list[int]
     language: str | None
     segments: list[ClosedSegment]
     queued_at: int = 0  # stream samples received when it was queued
+    prefix: list[int] = field(default_factory=list)  # the lead-in's words, forced as the text's start
+    lead_samples: int = 0  # of `audio`, before the sentences
+
+    @property
+    def window_start(self) -> int:
+        """The stream sample the window's clock counts from (the lead-in may be shortened:
+        its own times are not on the stream clock, the sentences' are)."""
+        return self.start_sample - self.lead_samples
 
 
 @dataclass
