@@ -138,7 +138,7 @@ def part_vocabulary(engine, policies, clock) -> dict:
                 simulate(engine, common.load(e), stream_config(policy=policy, prompt=prompt), mode=clock)
             )
             said = set(_listed_words(e.get("reference_text") or ""))
-            invented += [w for w in _listed_words(text) if w not in said]
+            invented += [f"{w} ({e['audio']}: {text!r})" for w in _listed_words(text) if w not in said]
         row["invented_with_prompt"] = invented
         out[policy] = row
         print(f"vocabulary {policy}: {row}", flush=True)
