@@ -117,3 +117,22 @@ def test_a_word_whose_alignment_starts_in_a_pause_replaces_the_segment_after_the
     ]
     revised = {e.segment_id: e.text for e in hearings.revised_finals(revision, heard, "en", 8.0)}
     assert revised == {"three": "Three."}
+
+
+def test_a_lead_in_ends_before_a_copy_of_the_words_its_stretch_opens_with():
+    # Whisper does not decode a copy of its own text: a lead-in that ends with the sentence the
+    # stretch says again would leave the second copy unheard.
+    hearings = _hearings(30.0)
+    earlier = _segment("A", "to say a few words on the principles. after that they fell as steadily.", 1.0, step=0.5)
+    _gather(hearings, earlier)
+    hearings.queue.clear()
+    copy_at = earlier.words[8].start  # "after"
+    stretch = _segment("B", "after that they fell as steadily and then some more words came along.", 9.0, step=0.7)
+    _gather(hearings, stretch)
+
+    revision = hearings.queue.popleft()
+    lead_words = [w for w in earlier.words[:8] if w.start >= earlier.words[-1].end - LEAD_SECONDS]
+    assert revision.prefix == [w.text.strip() for w in lead_words] and revision.prefix[-1] == "principles."
+    lead = revision.audio[: revision.lead_samples]
+    assert lead.max() < copy_at  # none of the first copy's audio
+    assert revision.audio[revision.lead_samples] == pytest.approx(stretch.words[0].start, abs=0.01)

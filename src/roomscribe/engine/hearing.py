@@ -42,6 +42,8 @@ LEAD_SECONDS = 6.0
 LEAD_GAP_SECONDS = 1.0
 # The most audio one hearing takes, lead-in included (the encoder takes 30 s with padding).
 HEARING_WINDOW_SECONDS = 28.0
+# A lead-in ends before a copy of this many of the words its stretch opens with.
+REPEAT_WORDS = 3
 # How far before its end a word is surely being said.
 WORD_TAIL_SECONDS = 0.25
 # Recent audio kept, pauses included: the longest stretch and a pause on either side, and
@@ -108,12 +110,13 @@ class SecondHearings:
         else:
             # Word ends come early from the alignment: look further after the last one.
             end = self._quiet_point(last_sample, min(last_sample + 2 * edge, self._recent.end_sample), last_sample)
-        lead, earlier = self._lead_in(first, end - start, stretch[0].language)
+        opening = [w for seg in stretch for w in seg.words][:REPEAT_WORDS]
+        lead, earlier, repeated_from = self._lead_in(first, end - start, stretch[0].language, opening)
         self._heard.extend((seg.words, seg.language) for seg in stretch)
         self._heard_until = max(self._heard_until, end)
         if start < self._recent.start_sample or end <= start:
             return  # its audio is gone (a stretch too long to hear again)
-        lead_audio = self._lead_audio(lead, start)
+        lead_audio = self._lead_audio(lead, start, repeated_from)
         audio = np.concatenate([lead_audio, self._audio(start, end)])
         prompt = self._encode_text(" " + earlier) if earlier else []
         prefix = self._encode_text(" " + _text(lead)) if lead else []
@@ -130,12 +133,16 @@ class SecondHearings:
             )
         )
 
-    def _lead_in(self, first: Word, stretch_samples: int, language) -> tuple[list, str]:
+    def _lead_in(
+        self, first: Word, stretch_samples: int, language, opening: list[Word]
+    ) -> tuple[list, str, int | None]:
         """The words heard last before a stretch that fit its lead-in (in its language, their
-        audio still kept), by segment, and the text before them (the prompt)."""
+        audio still kept), by segment; the text before them (the prompt); and where the words
+        the stretch opens with were said in the lead-in, if they were (stream sample): the
+        lead-in ends before them, as Whisper does not decode a copy of its own text."""
         earlier = list(self._heard)
         if not earlier:
-            return [], ""
+            return [], "", None
         last = earlier[-1][0][-1]
         gap = min(first.start - last.end, LEAD_GAP_SECONDS)
         # The lead-in's words span at most LEAD_SECONDS; with the pause after them they fit the window.
@@ -150,17 +157,25 @@ class SecondHearings:
             if fits > 0:
                 earlier.append((words[:fits], lang))
                 break
-        return lead, _text(earlier)
+        said = [w for words, _ in lead for w in words]
+        at = _last_copy(said, opening)
+        if at is None:
+            return lead, _text(earlier), None
+        kept = [(words[: max(0, at - i)], lang) for (words, lang), i in zip(lead, _offsets(lead))]
+        return [seg for seg in kept if seg[0]], _text(earlier), int(said[at].start * SAMPLE_RATE)
 
-    def _lead_audio(self, lead: list, start: int) -> np.ndarray:
+    def _lead_audio(self, lead: list, start: int, until: int | None) -> np.ndarray:
         """The lead-in's audio, from a quiet point before its first word up to the stretch;
-        a longer pause than LEAD_GAP_SECONDS before the stretch is cut out of its middle."""
+        a longer pause than LEAD_GAP_SECONDS before the stretch is cut out of its middle, and
+        all of it from `until` (words the lead-in leaves out)."""
         if not lead:
             return np.zeros(0, np.float32)
         first, last = int(lead[0][0][0].start * SAMPLE_RATE), int(lead[-1][0][-1].end * SAMPLE_RATE)
         edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
         lead_start = self._quiet_point(max(first - edge, self._recent.start_sample), first, first)
         half_gap = int(LEAD_GAP_SECONDS * SAMPLE_RATE) // 2
+        if until is not None:
+            return self._audio(lead_start, min(last + half_gap, until))
         if start - last <= 2 * half_gap:
             return self._audio(lead_start, start)
         return np.concatenate([self._audio(lead_start, last + half_gap), self._audio(start - half_gap, start)])
@@ -209,6 +224,24 @@ def _text(segments: list[tuple[list[Word], str | None]]) -> str:
         gap = "" if not text or lang in CJK_LANGUAGES else " "
         text += gap + join_words(words, lang)
     return text
+
+
+def _offsets(segments: list[tuple[list[Word], str | None]]) -> list[int]:
+    """Where each segment's words start among all of theirs."""
+    return list(np.cumsum([0] + [len(words) for words, _ in segments])[:-1])
+
+
+def _last_copy(said: list[Word], opening: list[Word]) -> int | None:
+    """Where the last copy of the words `opening` starts in `said` (two or more words, as
+    scored: case and punctuation folded), or None."""
+    want = [normalize_word(w.text) for w in opening]
+    if len(want) < 2 or not all(want):
+        return None
+    words = [normalize_word(w.text) for w in said]
+    for i in range(len(words) - len(want), -1, -1):
+        if words[i : i + len(want)] == want:
+            return i
+    return None
 
 
 def heard_point(word: Word) -> float:
