@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def _build(root: Path) -> tuple[Path | None, str]:
         stamp = root / "node_modules" / ".package-lock.json"  # npm writes it when an install completes
         if not stamp.is_file() or _mtime(stamp) < _mtime(lock):
             failed = _npm(npm, root, ["ci", "--no-audit", "--no-fund"], INSTALL_TIMEOUT)
+            if failed and "EAI_AGAIN" in failed:  # a name lookup that failed for now: once more
+                time.sleep(5)
+                failed = _npm(npm, root, ["ci", "--no-audit", "--no-fund"], INSTALL_TIMEOUT)
             if failed:
                 return None, f"npm ci failed in {root} (no registry?): {failed}"
         sources = [lock, root / "package.json", *(p for p in (root / "src").rglob("*") if p.is_file())]
