@@ -104,7 +104,7 @@ class SecondHearings:
         first, last = stretch[0].words[0], stretch[-1].words[-1]
         edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
         first_sample, last_sample = int(first.start * SAMPLE_RATE), int(last.end * SAMPLE_RATE)
-        start = self._quiet_point(max(first_sample - edge, self._heard_until), first_sample, first_sample)
+        start = self._quiet_before(first_sample, self._heard_until)
         if last_words:
             end = self._recent.end_sample  # the stream's last words: all the audio after them
         else:
@@ -161,8 +161,12 @@ class SecondHearings:
         at = _last_copy(said, opening)
         if at is None:
             return lead, _text(earlier), None
-        kept = [(words[: max(0, at - i)], lang) for (words, lang), i in zip(lead, _offsets(lead))]
-        return [seg for seg in kept if seg[0]], _text(earlier), int(said[at].start * SAMPLE_RATE)
+        kept, seen = [], 0
+        for words, lang in lead:
+            if seen < at:
+                kept.append((words[: at - seen], lang))
+            seen += len(words)
+        return kept, _text(earlier), int(said[at].start * SAMPLE_RATE)
 
     def _lead_audio(self, lead: list, start: int, until: int | None) -> np.ndarray:
         """The lead-in's audio, from a quiet point before its first word up to the stretch;
@@ -171,8 +175,7 @@ class SecondHearings:
         if not lead:
             return np.zeros(0, np.float32)
         first, last = int(lead[0][0][0].start * SAMPLE_RATE), int(lead[-1][0][-1].end * SAMPLE_RATE)
-        edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
-        lead_start = self._quiet_point(max(first - edge, self._recent.start_sample), first, first)
+        lead_start = self._quiet_before(first, self._recent.start_sample)
         half_gap = int(LEAD_GAP_SECONDS * SAMPLE_RATE) // 2
         if until is not None:
             return self._audio(lead_start, min(last + half_gap, until))
@@ -183,6 +186,11 @@ class SecondHearings:
     def _audio(self, start: int, end: int) -> np.ndarray:
         offset = self._recent.start_sample
         return np.array(self._recent.view()[max(0, start - offset) : max(0, end - offset)], np.float32)
+
+    def _quiet_before(self, word_start: int, floor: int) -> int:
+        """Where audio that begins with a word is cut: the quietest point shortly before it."""
+        edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
+        return self._quiet_point(max(word_start - edge, floor), word_start, word_start)
 
     def _quiet_point(self, lo: int, hi: int, word_edge: int) -> int:
         return word_edge if self._vad is None else self._vad.quiet_point(lo, hi, word_edge)
@@ -224,11 +232,6 @@ def _text(segments: list[tuple[list[Word], str | None]]) -> str:
         gap = "" if not text or lang in CJK_LANGUAGES else " "
         text += gap + join_words(words, lang)
     return text
-
-
-def _offsets(segments: list[tuple[list[Word], str | None]]) -> list[int]:
-    """Where each segment's words start among all of theirs."""
-    return list(np.cumsum([0] + [len(words) for words, _ in segments])[:-1])
 
 
 def _last_copy(said: list[Word], opening: list[Word]) -> int | None:
