@@ -131,8 +131,36 @@ def test_a_lead_in_ends_before_a_copy_of_the_words_its_stretch_opens_with():
     _gather(hearings, stretch)
 
     revision = hearings.queue.popleft()
-    lead_words = [w for w in earlier.words[:8] if w.start >= earlier.words[-1].end - LEAD_SECONDS]
+    # The speech before the copy, as much as a lead-in takes.
+    lead_words = [w for w in earlier.words[:8] if w.start >= earlier.words[7].end - LEAD_SECONDS]
     assert revision.prefix == [w.text.strip() for w in lead_words] and revision.prefix[-1] == "principles."
+    assert revision.prefix[0] == "to"
     lead = revision.audio[: revision.lead_samples]
     assert lead.max() < copy_at  # none of the first copy's audio
     assert revision.audio[revision.lead_samples] == pytest.approx(stretch.words[0].start, abs=0.01)
+
+
+def test_a_stretch_ends_before_the_words_that_follow_it_at_once():
+    # The first hearing aligned the last word's end into the next copy of the sentence: the
+    # hearing's audio must not take the first sound of that copy with it.
+    hearings = _hearings(20.0)
+    stretch = _segment("A", "after that they fell as steadily and then some more words came along.", 1.0, step=0.7)
+    next_start = stretch.words[-1].end - 0.2
+    hearings.gather(
+        deque([stretch]), speaking=True, ended=False, now=12.0, received=12 * SR, language="en", next_start=next_start
+    )
+    revision = hearings.queue.popleft()
+    assert revision.audio[-1] == pytest.approx(next_start, abs=2 / SR)
+
+
+def test_a_sentence_said_again_is_heard_in_a_stretch_of_its_own_after_what_came_before_its_first_copy():
+    hearings = _hearings(30.0)
+    before = _segment("A", "to say a few words on the principles of design.", 1.0)
+    first = _segment("B", "after that they fell as steadily.", 5.5)
+    again = _segment("C", "after that they fell as steadily.", 8.2)
+    after = _segment("D", "fourteen sixty nine fourteen seventy two the female debtors side.", 10.9)
+    _gather(hearings, before, first, again, after)
+    stretches = [[seg.id for seg in revision.segments] for revision in hearings.queue]
+    assert stretches == [["A", "B"], ["C", "D"]]
+    # Whisper does not hear a copy of its own text: the second copy's lead-in ends before the first.
+    assert hearings.queue[1].prefix == "to say a few words on the principles of design.".split()

@@ -123,6 +123,20 @@ def test_a_repeated_pattern_is_cut_only_where_the_alignment_squeezes_it():
     assert trim_repetition([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], looped) == []
 
 
+def test_a_loop_is_cut_between_its_copies_where_the_spoken_copy_stays_whole():
+    from roomscribe.engine.quality import Timing, trim_repetition
+
+    vocab = {1: " To", 2: " say", 3: " a", 4: " few", 5: " words", 6: "."}
+    decode = lambda ids: "".join(vocab[i] for i in ids)  # noqa: E731
+    # "a few words. To say" squeezed into the first instant, "a few words." on its audio with
+    # "To say" (said before it) aligned in no time, then the copy again past the audio's end.
+    tokens = [3, 4, 5, 6, 1, 2] * 2 + [3, 4, 5]
+    spans = [(0.0, 0.16)] + [(0.16, 0.16)] * 4 + [(0.16, 0.4), (0.4, 0.8), (0.8, 1.2), (1.2, 1.8), (1.8, 2.0)]
+    spans += [(2.08, 2.08)] * 5
+    timing = Timing([a for a, _ in spans], [b for _, b in spans], audio_seconds=2.1)
+    assert decode([tokens[k] for k in trim_repetition(tokens, [], timing, decode)]) == " To say a few words."
+
+
 def _words_vocab():
     vocab = {1: " making", 2: " books", 3: " by", 4: " means", 5: " of", 6: " letter", 7: "press", 8: " By"}
     return lambda ids: "".join(vocab[i] for i in ids)
@@ -146,6 +160,35 @@ def test_an_echo_of_the_last_committed_words_is_cut_where_it_has_no_audio():
     assert cut_echo([8, 4, 5], prefix, decode, took, [0, 1, 2], said, offset=4.0) == [1, 2]
     # Not the last words said: nothing to cut.
     assert cut_echo([4, 5], [], decode, squeezed, [0, 1], said, offset=5.0) == [0, 1]
+
+
+def test_an_echo_after_a_stray_word_is_cut_where_it_lies_on_the_audio_of_the_words_it_copies():
+    from roomscribe.engine.events import Word
+    from roomscribe.engine.quality import Timing, cut_echo
+
+    vocab = {1: " say", 2: " a", 3: " few", 4: " words", 5: " and", 6: " more"}
+    decode = lambda ids: "".join(vocab[i] for i in ids)  # noqa: E731
+    said = [Word(" a", 4.0, 4.3), Word(" few", 4.3, 4.6), Word(" words", 4.6, 5.0)]
+    prefix = [2, 3, 4]
+    # What is left of a loop ("say"), then the prefix's words again on their own audio.
+    again = Timing([0.0] * 3 + [0.0, 0.05, 0.3, 0.6, 1.0, 1.3], [0.0] * 3 + [0.05, 0.3, 0.6, 1.0, 1.3, 1.6], 2.0)
+    assert cut_echo([1, 2, 3, 4, 5, 6], prefix, decode, again, list(range(6)), said, offset=4.0) == [4, 5]
+    # The speaker said "say a few words" again, after the first time: it stays.
+    spoken = Timing(
+        [0.0, 0.3, 0.6] + [1.0, 1.2, 1.4, 1.7, 2.1, 2.4], [0.3, 0.6, 1.0] + [1.2, 1.4, 1.7, 2.1, 2.4, 2.7], 3.0
+    )
+    assert cut_echo([1, 2, 3, 4, 5, 6], prefix, decode, spoken, list(range(6)), said, offset=4.0) == list(range(6))
+
+
+def test_a_last_word_aligned_in_an_instant_is_told_apart_from_one_said():
+    from roomscribe.engine.quality import squeezed_last_word
+
+    vocab = {1: " and", 2: " typ", 3: "ography", 4: "."}
+    decode = lambda ids: "".join(vocab[i] for i in ids)  # noqa: E731
+    # "typography." in 40 ms: its audio is after it (the word and its full stop are held back).
+    assert squeezed_last_word([1, 2, 3, 4], [0.0, 0.32, 0.36, 0.36], [0.32, 0.36, 0.36, 0.36], decode) == 3
+    assert squeezed_last_word([1, 2, 3, 4], [0.0, 0.32, 0.6, 1.2], [0.32, 0.6, 1.2, 1.3], decode) == 0
+    assert squeezed_last_word([1, 2, 3], [0.0, 0.32, 0.6], [], decode) == 0  # no alignment: say nothing
 
 
 def test_a_run_of_words_aligned_faster_than_anyone_speaks_is_dropped():

@@ -46,6 +46,33 @@ def test_streamed_repeats_are_all_captioned_once_each(engine, repeated, policy):
     assert wer(repeated.reference, result.text()) <= wer(repeated.reference, offline) + 0.1, heard
 
 
+# What a stream had committed before it decoded "To say a | To say a few words on the principles
+# of design" (the built input's "head3:LJ001-0107" part) when the decoder looped on it.
+HEARD_BEFORE_TO_SAY = (
+    "They discarded this for a more completely Roman and the far less beautiful letter. Nailed give"
+    " some figures which well illustrate this. Nailed takes it for granted that the former rather"
+    " than the letter prevailed in this election. To save"
+)
+
+
+def test_a_loop_over_a_spoken_sentence_keeps_the_sentence_whole(engine, repeated):
+    # Given that context, Whisper base writes "a few words on the principles of design. To say"
+    # squeezed into the window's first instant, then the sentence on its audio, then again past
+    # its end: where one copy ends and the next begins is the decoder's choice, and only a cut
+    # before "To" keeps the spoken sentence whole.
+    part = next(t for t in repeated.turns if t["text"].startswith("To say a To say"))
+    start = int((part["start"] + 1.322) * 16000)  # where the stream's window began, after "To say a"
+    runner = engine.runner
+    prompt = runner.encode_text(" " + HEARD_BEFORE_TO_SAY)
+    result = runner.decode([DecodeRequest(repeated.audio[start : start + 48000], language="en", prompt=prompt)])[0]
+    kept = runner.decode_tokens([result.tokens[k] for k in QualityGate().accept(result, runner, [])])
+    assert normalize(kept).startswith("to say a few words on the principles of"), (
+        runner.decode_tokens(result.tokens),
+        kept,
+    )
+    assert normalize(kept).count("few words") == 1, kept
+
+
 @pytest.mark.parametrize("policy", ["localagreement", "alignatt"])
 def test_a_sentence_said_again_after_a_long_utterance_is_heard_the_second_time(engine, eval_dir, manifest, policy):
     # Given the first copy as its prefix, Whisper ends its hypothesis where that copy ends

@@ -44,6 +44,9 @@ LEAD_GAP_SECONDS = 1.0
 HEARING_WINDOW_SECONDS = 28.0
 # A lead-in ends before a copy of this many of the words its stretch opens with.
 REPEAT_WORDS = 3
+# A segment that opens with a copy of this many words of its stretch (or all of its own,
+# REPEAT_WORDS at least) begins the next stretch.
+COPY_WORDS = 5
 # How far before its end a word is surely being said.
 WORD_TAIL_SECONDS = 0.25
 # Recent audio kept, pauses included: the longest stretch and a pause on either side, and
@@ -71,11 +74,20 @@ class SecondHearings:
             self._recent.drop_front(len(self._recent) - keep)
 
     def gather(
-        self, closed: deque[ClosedSegment], *, speaking: bool, ended: bool, now: float, received: int, language
+        self,
+        closed: deque[ClosedSegment],
+        *,
+        speaking: bool,
+        ended: bool,
+        now: float,
+        received: int,
+        language,
+        next_start: float | None = None,
     ) -> None:
         """Queue each finished stretch of `closed` segments (taken from it). `speaking`: an
         utterance is open or still being decoded; `now`: the stream clock (seconds);
-        `received`: stream samples received (the queue time)."""
+        `received`: stream samples received (the queue time); `next_start`: when the first
+        word committed after `closed` began (stream seconds), if there is one."""
         while closed:
             stretch: list[ClosedSegment] = []
             finished = False
@@ -83,6 +95,7 @@ class SecondHearings:
                 if stretch and (
                     seg.words[0].start - stretch[-1].words[-1].end > SENTENCE_PAUSE_SECONDS
                     or seg.words[-1].end - stretch[0].words[0].start > SENTENCE_SECONDS
+                    or _said_again(stretch, seg)
                 ):
                     finished = True
                     break
@@ -98,9 +111,12 @@ class SecondHearings:
             for _ in stretch:
                 closed.popleft()
             last_words = ended and not closed
-            self._queue(stretch, last_words, received, language)
+            following = closed[0].words[0].start if closed else next_start
+            self._queue(stretch, last_words, received, language, following)
 
-    def _queue(self, stretch: list[ClosedSegment], last_words: bool, received: int, language) -> None:
+    def _queue(
+        self, stretch: list[ClosedSegment], last_words: bool, received: int, language, next_start: float | None
+    ) -> None:
         first, last = stretch[0].words[0], stretch[-1].words[-1]
         edge = int(SENTENCE_EDGE_SECONDS * SAMPLE_RATE)
         first_sample, last_sample = int(first.start * SAMPLE_RATE), int(last.end * SAMPLE_RATE)
@@ -108,8 +124,14 @@ class SecondHearings:
         if last_words:
             end = self._recent.end_sample  # the stream's last words: all the audio after them
         else:
-            # Word ends come early from the alignment: look further after the last one.
-            end = self._quiet_point(last_sample, min(last_sample + 2 * edge, self._recent.end_sample), last_sample)
+            # Word ends come early from the alignment: look further after the last one, but not
+            # into the next words (a sentence said again at once: a stretch that ends on the
+            # first sound of its next copy is heard with its own last words garbled).
+            lo, hi = last_sample, min(last_sample + 2 * edge, self._recent.end_sample)
+            if next_start is not None and int(next_start * SAMPLE_RATE) < hi:
+                hi = int(next_start * SAMPLE_RATE)
+                lo = min(last_sample, hi) - edge
+            end = self._quiet_point(lo, hi, min(last_sample, hi))
         opening = [w for seg in stretch for w in seg.words][:REPEAT_WORDS]
         lead, earlier, repeated_from = self._lead_in(first, end - start, stretch[0].language, opening)
         self._heard.extend((seg.words, seg.language) for seg in stretch)
@@ -147,26 +169,23 @@ class SecondHearings:
         gap = min(first.start - last.end, LEAD_GAP_SECONDS)
         # The lead-in's words span at most LEAD_SECONDS; with the pause after them they fit the window.
         budget = min(LEAD_SECONDS, HEARING_WINDOW_SECONDS - stretch_samples / SAMPLE_RATE - gap)
-        earliest = max(self._recent.start_sample / SAMPLE_RATE + SENTENCE_EDGE_SECONDS, last.end - budget)
-        lead: list[tuple[list[Word], str | None]] = []
-        while earlier and earlier[-1][1] == language:
-            words, lang = earlier.pop()
-            fits = next((i for i, w in enumerate(words) if w.start >= earliest), len(words))
-            if fits < len(words):
-                lead.insert(0, (words[fits:], lang))
-            if fits > 0:
-                earlier.append((words[:fits], lang))
-                break
+        floor = self._recent.start_sample / SAMPLE_RATE + SENTENCE_EDGE_SECONDS
+        lead, earlier = _words_since(earlier, max(floor, last.end - budget), language)
         said = [w for words, _ in lead for w in words]
         at = _last_copy(said, opening)
         if at is None:
             return lead, _text(earlier), None
-        kept, seen = [], 0
+        # The lead-in is the speech before that copy, as much of it as fits.
+        seen = 0
         for words, lang in lead:
             if seen < at:
-                kept.append((words[: at - seen], lang))
+                earlier.append((words[: at - seen], lang))
             seen += len(words)
-        return kept, _text(earlier), int(said[at].start * SAMPLE_RATE)
+        earlier = [(words, lang) for words, lang in earlier if words]
+        if not earlier:
+            return [], "", int(said[at].start * SAMPLE_RATE)
+        lead, earlier = _words_since(earlier, max(floor, earlier[-1][0][-1].end - budget), language)
+        return lead, _text(earlier), int(said[at].start * SAMPLE_RATE)
 
     def _lead_audio(self, lead: list, start: int, until: int | None) -> np.ndarray:
         """The lead-in's audio, from a quiet point before its first word up to the stretch;
@@ -232,6 +251,35 @@ def _text(segments: list[tuple[list[Word], str | None]]) -> str:
         gap = "" if not text or lang in CJK_LANGUAGES else " "
         text += gap + join_words(words, lang)
     return text
+
+
+def _words_since(
+    segments: list[tuple[list[Word], str | None]], earliest: float, language
+) -> tuple[list[tuple[list[Word], str | None]], list[tuple[list[Word], str | None]]]:
+    """The last of `segments`' words that begin at `earliest` or later, in `language` (by
+    segment), and the segments before them."""
+    earlier = list(segments)
+    lead: list[tuple[list[Word], str | None]] = []
+    while earlier and earlier[-1][1] == language:
+        words, lang = earlier.pop()
+        fits = next((i for i, w in enumerate(words) if w.start >= earliest), len(words))
+        if fits < len(words):
+            lead.insert(0, (words[fits:], lang))
+        if fits > 0:
+            earlier.append((words[:fits], lang))
+            break
+    return lead, earlier
+
+
+def _said_again(stretch: list[ClosedSegment], seg: ClosedSegment) -> bool:
+    """Whether `seg` opens with a copy of words said in `stretch` (its first COPY_WORDS, or
+    all of them, REPEAT_WORDS at least): a sentence said again. Heard in one window with its
+    first copy, Whisper skips it; it is heard in a stretch of its own."""
+    want = [normalize_word(w.text) for w in seg.words[:COPY_WORDS]]
+    if len(want) < REPEAT_WORDS or not all(want):
+        return False
+    said = [normalize_word(w.text) for s in stretch for w in s.words]
+    return any(said[i : i + len(want)] == want for i in range(len(said) - len(want) + 1))
 
 
 def _last_copy(said: list[Word], opening: list[Word]) -> int | None:

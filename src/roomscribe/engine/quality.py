@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .events import Word
-from .text import normalize_word
+from .text import ends_sentence, normalize_word
 from .whisper import DecodeResult, compression_ratio
 
 # A copy heard in at most this share of the time its original took has no audio of its own.
@@ -22,6 +22,10 @@ SQUEEZE = 0.35
 END_MARGIN_SECONDS = 0.06
 # The most words an echo of the last words said (see `cut_echo`) is looked for over.
 ECHO_WORDS = 8
+# An echo may follow this many stray words (the end of a squeezed loop: "To | say a few words
+# ..."), when it is this many words or more and lies where its words were first said.
+ECHO_LEAD_WORDS = 2
+ECHO_AFTER_LEAD_WORDS = 3
 # Faster than anyone speaks, in letters per second: alphabetic scripts, and syllabic or
 # logographic ones (a Hangul block or a kanji is a syllable). Text aligned faster than this
 # was not all heard.
@@ -115,18 +119,71 @@ def trim_repetition(
                 best = max(copies, key=lambda c: timing.span(c, c + length))
                 drop = {k for c in copies if c != best for k in range(c, c + length)}
                 return [k - p for k in range(p, n) if k not in drop]
-            longest = max(timing.span(c, c + length) for c in copies) if aligned else 0.0
-            kept = list(range(p, max(p, i)))
-            looped = False
-            for c in copies:
-                if c + length <= p:
-                    continue  # committed
-                cut = None if c < p else timing.unheard_from(c, c + length, longest)
-                looped |= cut is not None
-                kept.extend(range(max(c, p), c + length if cut is None else cut))
-            if looped:
-                return [k - p for k in kept]
+            cut = _loop_cut(p, timing, [(c, c + length) for c in copies], length, i)
+            if cut is None:
+                continue
+            if aligned:
+                # Where one copy ends and the next begins is the decoder's choice. The loop is
+                # cut where the fewest copies are cut partway and its copies keep the most
+                # audio: "design. To say | a few words ... design. To" keeps the spoken copy
+                # without its first words, "To say a few words ... design." keeps it whole.
+                end = copies[-1] + length
+                while end < n and seq[end] == seq[end - length]:
+                    end += 1  # a last copy begun
+                phases = [_loop_cut(p, timing, _copy_spans(i, end, length, s), length, i) for s in range(length)]
+                cut = max(
+                    (c for c in phases if c is not None), key=lambda c: c.score(seq, p, timing, decode), default=cut
+                )
+            return [k - p for k in cut.kept]
     return list(range(len(tokens)))
+
+
+def _copy_spans(start: int, end: int, length: int, phase: int) -> list[tuple[int, int]]:
+    """The copies of a loop over [start, end) when its first whole copy begins `phase` tokens
+    in: the part before it is a copy's end, and the last may be a copy's start."""
+    bounds = [start, *range(start + phase, end, length), end]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+@dataclass
+class _LoopCut:
+    kept: list[int]  # positions in prefix + tokens
+    start: int  # where the loop begins
+    partway: list[tuple[int, int]]  # copies cut after their start: where, and where they end
+
+    def score(self, seq: Sequence[int], p: int, timing: Timing, decode=None) -> tuple[int, float, bool]:
+        """The fewest copies cut partway (only the last one spoken may be, by the window's
+        end); then the most audio the new tokens kept are aligned to; then whether what is
+        kept of the loop opens a sentence (the decoder loops over sentences, and the first
+        word of a spoken copy may be aligned in no time)."""
+        heard = sum(timing.ends[k] - timing.starts[k] for k in self.kept if k >= p and not timing.past_audio(k))
+        # A copy the speaker began and the decoder finished; a full stop past the audio is not that.
+        partway = sum(
+            decode is None or any(any(ch.isalnum() for ch in decode([seq[k]])) for k in range(cut, end))
+            for cut, end in self.partway
+        )
+        first = next((k for k in self.kept if k >= self.start), None)
+        opens = decode is not None and first is not None and (first == 0 or ends_sentence(decode([seq[first - 1]])))
+        return -partway, round(heard, 3), opens
+
+
+def _loop_cut(p: int, timing: Timing, copies: list[tuple[int, int]], length: int, start: int) -> _LoopCut | None:
+    """What stays of a loop with these `copies` ([start, end) each; at either end a part of
+    one) of a `length`-token pattern that begins at `start`: what comes before it, and the
+    copies with audio of their own. None when every copy has its own (a speaker repeating)."""
+    aligned = copies[-1][1] <= len(timing.starts)
+    longest = max(timing.span(a, b) for a, b in copies) if aligned else 0.0
+    kept = list(range(p, max(p, start)))
+    looped, partway = False, []
+    for a, b in copies:
+        if b <= p:
+            continue  # committed
+        cut = None if a < p else timing.unheard_from(a, b, longest * (b - a) / length)
+        looped |= cut is not None
+        if cut is not None and cut > a:
+            partway.append((cut, b))
+        kept.extend(range(max(a, p), b if cut is None else cut))
+    return _LoopCut(kept, max(p, start), partway) if looped else None
 
 
 def cut_unheard_tail(
@@ -208,6 +265,19 @@ def cut_restart(
     return kept
 
 
+def squeezed_last_word(tokens: Sequence[int], starts: Sequence[float], ends: Sequence[float], decode) -> int:
+    """How many of `tokens` at the end make up a last word (with its punctuation) aligned in
+    under half the time anyone takes to say it, or 0: its audio lies after where it is aligned
+    (the decoder's next copy of it took that audio), so a window cut after it cuts the word."""
+    words = _word_spans(tokens, range(len(tokens)), decode)
+    if not words or len(ends) < len(tokens):
+        return 0
+    a, b = words[-1]
+    if ends[b - 1] - starts[a] < 0.5 * fastest_seconds(decode(list(tokens[a:b]))):
+        return b - a
+    return 0
+
+
 def _word_spans(tokens: Sequence[int], positions: Sequence[int], decode) -> list[tuple[int, int]]:
     """[first, end) indexes into `positions` of each word the tokens there make up (a
     token with a leading space starts a word)."""
@@ -236,33 +306,39 @@ def cut_echo(
     after a window cut the decoder often says the committed words again ("by | by means",
     a whole sentence after a cut). Such a copy ends no more than a sliver after the words
     first ended, or is squeezed into a sliver of the time they took, or takes the prefix's
-    audio and leaves the prefix's copy squeezed. A speaker who repeats words takes about as
-    long again, after the first time."""
+    audio and leaves the prefix's copy squeezed. A copy of three words or more may follow a
+    word or two the decoder left of a squeezed loop, when it lies where its words were first
+    said. A speaker who repeats words takes about as long again, after the first time."""
     p = len(prefix)
     if not kept or not said or p + len(tokens) > len(timing.starts):
         return kept
     if not decode([tokens[kept[0]]]).startswith(" "):
         return kept  # the first new token carries on the prefix's last word
-    words = _word_spans(tokens, kept, decode)[:max_words]  # an echo is looked for at the head only
+    words = _word_spans(tokens, kept, decode)[: max_words + ECHO_LEAD_WORDS]  # an echo is looked for at the head only
     new = [normalize_word(decode([tokens[kept[j]] for j in range(a, b)])) for a, b in words]
     old = [normalize_word(w.text) for w in said]
     prefix_words = _word_spans(prefix, range(p), decode) if p else []
-    for k in range(min(max_words, len(old), len(new)), 0, -1):
-        if old[-k:] != new[:k] or not all(new[:k]):
-            continue
-        first_span = said[-1].end - said[-k].start
-        if first_span <= 0:
-            continue
-        end = words[k - 1][1]
-        a, b = p + kept[0], p + kept[end - 1] + 1
-        sliver = SQUEEZE * first_span
-        echo = timing.span(a, b) <= sliver or offset + timing.ends[b - 1] <= said[-1].end + sliver
-        if not echo and len(prefix_words) >= k:
-            # The copy took the audio: then the prefix's own copy has none left.
-            a, b = prefix_words[-k][0], prefix_words[-1][1]
-            echo = timing.span(a, b) <= SQUEEZE * first_span
-        if echo:
-            return kept[end:]
+    for lead in range(ECHO_LEAD_WORDS + 1):
+        shortest = 1 if lead == 0 else ECHO_AFTER_LEAD_WORDS
+        for k in range(min(max_words, len(old), len(new) - lead), shortest - 1, -1):
+            if old[-k:] != new[lead : lead + k] or not all(new[lead : lead + k]):
+                continue
+            first_span = said[-1].end - said[-k].start
+            if first_span <= 0:
+                continue
+            end = words[lead + k - 1][1]
+            a, b = p + kept[words[lead][0]], p + kept[end - 1] + 1
+            sliver = SQUEEZE * first_span
+            # Aligned where the words were first said: the same words on the same audio.
+            echo = offset + timing.ends[b - 1] <= said[-1].end + sliver
+            if lead == 0 and not echo:
+                echo = timing.span(a, b) <= sliver
+                if not echo and len(prefix_words) >= k:
+                    # The copy took the audio: then the prefix's own copy has none left.
+                    a, b = prefix_words[-k][0], prefix_words[-1][1]
+                    echo = timing.span(a, b) <= SQUEEZE * first_span
+            if echo:
+                return kept[end:]
     return kept
 
 

@@ -68,6 +68,11 @@ class Segment:
     def id(self) -> str:
         return self._id
 
+    @property
+    def start(self) -> float | None:
+        """When its first word began (stream seconds); None while it has none."""
+        return self._words[0].start if self._words else None
+
     def text_with(self, words: list[Word], language) -> str:
         """The segment's text followed by `words` not yet committed (an interim's view)."""
         return join_words(self._words + words, language)

@@ -21,7 +21,7 @@ from .events import Event, EventType, Word
 from .hearing import SecondHearings
 from .pcm import InputError, validate_pcm
 from .policies import Hypothesis, count_before, make_policy
-from .quality import ECHO_WORDS, UNHEARD_MARGIN_SECONDS, UNHEARD_SPEECH_SECONDS, QualityGate
+from .quality import ECHO_WORDS, UNHEARD_MARGIN_SECONDS, UNHEARD_SPEECH_SECONDS, QualityGate, squeezed_last_word
 from .segment import Segment
 from .speakers import SpeakerHints, TrackSpeakers
 from .text import (
@@ -407,6 +407,10 @@ class SpeechStream:
         ) and self._unheard_after(utt, offset + ends[len(tokens) - 1] if tokens else None, ticket)
         if ticket.flush or unheard:
             n = len(tokens)
+            if unheard and (not ticket.flush or utt.reflushes < MAX_REFLUSHES):
+                # A last word aligned in an instant has its audio after the cut: heard again.
+                held = squeezed_last_word(tokens, starts, ends, self.runner.decode_tokens)
+                n -= held if held < n else 0
         elif not utt.prefix and content < self.config.first_commit_seconds:
             n = 0
         else:
@@ -575,6 +579,7 @@ class SpeechStream:
             now=self.received_seconds,
             received=self._received,
             language=self.config.language or self._detected_language,
+            next_start=self._segment.start,
         )
 
     def _shed_excess(self, utt: Utterance) -> None:
