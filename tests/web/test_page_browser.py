@@ -141,12 +141,24 @@ def test_page_captions_real_speech_from_the_microphone(solo):
     assert abs(float(shown.group(1)) - own[-1]) <= 0.051
 
 
+def _page_and_transcript(driver, base: str, timeout: float = 30.0) -> tuple[list[str], str, str]:
+    """The page's words and the text transcript, once they agree (or `timeout` passes): a
+    second hearing of the last sentences can revise them after the page has settled, and it
+    reaches the store and the page at different moments."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page_words = normalize(browser.page_text(browser.read_page(driver))).split()
+        kind, text = _get(f"{base}?format=txt")
+        if normalize(text.replace("Solo:", " ")).split() == page_words or time.monotonic() > deadline:
+            return page_words, kind, text
+        time.sleep(0.5)
+
+
 def test_transcript_downloads_hold_the_page_captions(solo, server):
     driver, session = solo["driver"], solo["session"]
-    page_words = normalize(browser.page_text(solo["page"])).split()
     base = f"{server.url}/sessions/{session}/transcript"
 
-    kind, text = _get(f"{base}?format=txt")
+    page_words, kind, text = _page_and_transcript(driver, base)
     assert kind.startswith("text/plain")
     assert "Solo: " in text
     assert normalize(text.replace("Solo:", " ")).split() == page_words
