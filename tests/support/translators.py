@@ -14,9 +14,11 @@ class ScriptedTranslator:
 
     name = "scripted"
     model = "scripted"
+    cancellable = True
 
-    def __init__(self, delay: float = 0.0, concurrency: int = 1):
+    def __init__(self, delay: float = 0.0, concurrency: int = 1, load_delay: float = 0.0):
         self.delay = delay
+        self.load_delay = load_delay
         self.concurrency = concurrency
         self.weak_targets: dict[str, str] = {}
         self.prepared = 0  # times the backend was asked to load ahead of use
@@ -27,6 +29,7 @@ class ScriptedTranslator:
 
     async def prepare(self) -> None:
         self.prepared += 1
+        await asyncio.sleep(self.load_delay)
 
     async def translate(self, request: TranslationRequest) -> str:
         self.requests.append(request)

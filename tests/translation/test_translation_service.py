@@ -112,3 +112,25 @@ def test_a_failing_or_hanging_backend_is_reported_and_the_queue_goes_on():
     assert states[0][0] == "failing" and "the backend is down" in states[0][1]
     assert states[-1] == ("ok", None)
     assert "longer than" in status["last_error"]
+
+
+def test_a_backend_that_finishes_what_it_began_is_delivered_late_and_its_load_is_not_timed():
+    # llama.cpp cannot stop a request it has begun: giving it up at the timeout would waste the
+    # work and start the next job's clock behind it.
+    translator = ScriptedTranslator(delay=0.3, load_delay=0.5)
+    translator.cancellable = False
+    service = TranslationService(translator, timeout=0.2)
+    got: list[str] = []
+
+    async def scenario():
+        for i in range(2):
+            service.submit(TranslationJob(("s", i, "ko"), request(f"slow {i}"), lambda t, w: got.append(t)))
+        await service.drain(5)
+
+    asyncio.run(scenario())
+    service.close()
+    status = service.status()
+    assert got == ["[ko] slow 0", "[ko] slow 1"]
+    assert status["timed_out"] == 2 and status["failed"] == 0 and status["state"] == "ok"
+    assert "longer than" in status["last_error"]
+    assert translator.prepared == 1  # loaded once, before the first job's clock started

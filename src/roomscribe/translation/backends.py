@@ -53,6 +53,7 @@ class Translator(Protocol):
     weak_targets: dict[str, str]  # target language -> what users should know (measured weak pairs)
     needs_audio: bool  # requests must carry the caption's audio (finals only: a clause has no clean edges)
     targets: tuple[str, ...] | None  # the only languages it translates into (None: any)
+    cancellable: bool  # a translation given up at the timeout stops (False: it runs to its end)
 
     async def prepare(self) -> None: ...  # load what the first translation would (off the loop)
     async def translate(self, request: TranslationRequest) -> str: ...

@@ -95,6 +95,7 @@ class LlamaTranslator:
     name = "llama"
     concurrency = 1
     needs_audio = False  # it reads the caption's text
+    cancellable = False  # llama.cpp finishes a request it has begun
     targets: tuple[str, ...] | None = None  # any language the model writes
 
     def __init__(self, model: str | None = None, *, threads: int | None = None, style: PromptStyle = DEFAULT_STYLE):

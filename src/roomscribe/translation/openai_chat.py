@@ -25,6 +25,7 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 class OpenAIChatTranslator:
     name = "openai"
     needs_audio = False  # it reads the caption's text
+    cancellable = True  # the request is closed
     targets: tuple[str, ...] | None = None  # any language the endpoint's model writes
 
     def __init__(

@@ -71,6 +71,7 @@ class TranslationService:
         self._ready = threading.Event()
         self._running = 0
         self._prepared = False
+        self._loading: asyncio.Future | None = None  # the backend's load, on the service's loop
         self.translated = 0
         self.failed = 0
         self.timed_out = 0
@@ -119,7 +120,7 @@ class TranslationService:
         self._prepared = True
         self._start()
         assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self.translator.prepare(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._load(), self._loop)
         future.add_done_callback(self._prepared_done)
 
     def _prepared_done(self, future) -> None:
@@ -186,19 +187,49 @@ class TranslationService:
             finally:
                 self._running -= 1
 
-    async def _run(self, job: TranslationJob) -> None:
+    async def _load(self) -> None:
+        """Load the backend once, for `prepare` and the first job alike, outside any
+        translation's timeout: a model that loads is not a slow translation."""
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self.translator.prepare())
+        loading = self._loading
         try:
-            text = await asyncio.wait_for(self.translator.translate(job.request), self.timeout)
+            await asyncio.shield(loading)
         except asyncio.CancelledError:
             raise
-        except TimeoutError:
-            self.timed_out += 1
-            self._failure(f"{self.translator.name} took longer than {self.timeout:.0f} s")
-            return
+        except Exception:
+            if self._loading is loading:
+                self._loading = None  # the next job tries again (and meets the error itself)
+            raise
+
+    async def _run(self, job: TranslationJob) -> None:
+        work: asyncio.Future | None = None
+        try:
+            await self._load()
+            work = asyncio.ensure_future(self.translator.translate(job.request))
+            try:
+                text = await asyncio.wait_for(asyncio.shield(work), self.timeout)
+            except TimeoutError:
+                self.timed_out += 1
+                error = f"{self.translator.name} took longer than {self.timeout:.0f} s"
+                if self.translator.cancellable:
+                    self._failure(error)
+                    return
+                # The backend runs the translation to its end on a thread of its own, whatever
+                # this queue does: giving it up would waste that work and start the next job's
+                # clock behind it. It is delivered late instead (the stage drops it if stale).
+                self.last_error = error
+                logger.warning("translation is slow: %s (it is delivered when it ends)", error)
+                text = await work
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a failed translation must not stop the others (or captions)
             self.failed += 1
             self._failure(f"{self.translator.name}: {exc}")
             return
+        finally:
+            if work is not None and not work.done():
+                work.cancel()
         waited = self._clock() - job.queued_at
         self._lags.append(waited)
         self.translated += 1

@@ -103,6 +103,7 @@ class WhisperTranslator:
     name = "whisper"
     concurrency = 1  # the model serves one call at a time in any case (the model lock)
     needs_audio = True
+    cancellable = True  # the decode stops at its next window
     targets: tuple[str, ...] | None = ONLY_TARGETS["whisper"]
 
     def __init__(self, engine: Engine | None = None):
