@@ -106,6 +106,23 @@ def test_an_update_with_nothing_to_show_is_not_sent_but_an_empty_final_clears_a_
     assert [(c.segment_id, c.shown, c.final) for c in sent] == [("SG_2", "uh", False), ("SG_2", "", True)]
 
 
+def test_a_final_retracted_by_a_second_hearing_is_sent_with_no_text():
+    async def scenario():
+        sent: list[Caption] = []
+
+        async def send(c: Caption) -> None:
+            sent.append(c)
+
+        pub = CaptionPublisher(send)
+        pub.publish(caption("Pips.", final=True, segment="SG_3"))
+        pub.publish(dataclasses.replace(caption("", final=True, segment="SG_3"), revised=True))
+        await pub.aclose()
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert [(c.segment_id, c.text, c.final) for c in sent] == [("SG_3", "Pips.", True), ("SG_3", "", True)]
+
+
 def test_job_metadata_overrides_environment_defaults():
     base = CaptionOptions.from_env({"ROOMSCRIBE_LANGUAGE": "en", "ROOMSCRIBE_INTERIMS_PER_SECOND": "2"})
     assert (base.language, base.interims_per_second, base.interim_interval) == ("en", 2.0, 0.5)

@@ -11,6 +11,8 @@ import pytest
 from roomscribe.engine.events import Word
 from roomscribe.engine.hearing import LEAD_GAP_SECONDS, LEAD_SECONDS, SecondHearings
 from roomscribe.engine.segment import ClosedSegment
+from roomscribe.engine.vad import SileroVAD, VadStream
+from support.speech import read_audio
 
 SR = 16000
 
@@ -164,3 +166,51 @@ def test_a_sentence_said_again_is_heard_in_a_stretch_of_its_own_after_what_came_
     assert stretches == [["A", "B"], ["C", "D"]]
     # Whisper does not hear a copy of its own text: the second copy's lead-in ends before the first.
     assert hearings.queue[1].prefix == "to say a few words on the principles of design.".split()
+
+
+def test_a_few_words_that_a_neighbouring_word_of_the_second_hearing_spans_are_retracted():
+    # The window cut "types" early; its tail was heard again on its own as "Pips." The second
+    # hearing says "types." over both: the stray segment is retracted (an empty final), not kept.
+    hearings = _hearings(30.0)
+    means = ClosedSegment(
+        "means", [Word(" by", 15.5, 15.8), Word(" movable", 16.3, 16.7), Word(" types.", 16.7, 17.13)], "en", True
+    )
+    stray = ClosedSegment("stray", [Word(" Pips.", 17.13, 17.77)], "en", True)
+    now = ClosedSegment(
+        "now", [Word(" Now", 18.1, 18.5), Word(" as", 18.5, 18.8), Word(" all.", 18.8, 19.2)], "en", True
+    )
+    _gather(hearings, means, stray, now)
+    revision = hearings.queue.popleft()
+    heard = [Word(" by", 15.5, 15.8), Word(" movable", 16.3, 16.7), Word(" types.", 16.7, 18.25)]
+    heard += [Word(" Now", 18.1, 18.5), Word(" as", 18.5, 18.8), Word(" all.", 18.8, 19.2)]
+    events = {e.segment_id: e for e in hearings.revised_finals(revision, heard, "en", 21.0)}
+    assert {k: e.text for k, e in events.items()} == {"means": "By movable", "stray": "", "now": "Types. Now as all."}
+    assert events["stray"].text == "" and events["stray"].words == [] and events["stray"].revision
+    assert (events["stray"].start, events["stray"].end) == (17.13, 17.77)  # its place, for a store to find
+
+    # A segment the hearing lost without hearing its audio as anything else is kept.
+    hearings = _hearings(30.0)
+    _gather(hearings, means, stray, now)
+    revision = hearings.queue.popleft()
+    lost = [w for w in heard if w.text != " types."] + [Word(" types.", 16.7, 17.1)]
+    assert "stray" not in {e.segment_id for e in hearings.revised_finals(revision, lost, "en", 21.0)}
+
+
+def test_a_word_heard_in_the_trailing_silence_after_a_stretch_is_left_out(eval_dir):
+    # Whisper goes on into a stretch's trailing silence with the first word it expects next.
+    audio = read_audio(eval_dir / "asr/en/ljspeech/LJ001-0001.flac")
+    spoken = len(audio) / SR
+    vad = VadStream(SileroVAD())
+    vad.push(np.concatenate([audio, np.zeros(SR, np.float32)]))
+    hearings = SecondHearings(_encode, vad=vad)
+    hearings.remember(np.concatenate([audio, np.zeros(SR, np.float32)]))
+    words = ["in", "an", "exhibition."]
+    seg = ClosedSegment(
+        "end", [Word(" " + w, spoken - 1.2 + 0.4 * i, spoken - 0.85 + 0.4 * i) for i, w in enumerate(words)], "en", True
+    )
+    _gather(hearings, seg)
+    revision = hearings.queue.popleft()
+    heard = [Word(" In", spoken - 1.2, spoken - 0.85), Word(" the", spoken - 0.8, spoken - 0.45)]
+    heard += [Word(" exhibition.", spoken - 0.4, spoken + 0.1), Word(" Print", spoken + 0.45, spoken + 0.6)]
+    (event,) = hearings.revised_finals(revision, heard, "en", spoken + 2)
+    assert event.text == "In the exhibition."  # "Print", in silence, is gone; the last word that has sound stays

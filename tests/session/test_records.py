@@ -122,6 +122,15 @@ def test_a_revision_and_a_translation_replace_the_stored_final(sqlite_store, wri
     assert stored.translations == {"ko": "그들은 집에 간다"} and stored.text == "they're going home"
 
 
+def test_a_revision_with_no_text_removes_the_stored_segment_and_an_empty_final_stores_nothing(sqlite_store, writer):
+    sink = MeetingRecorder(writer, "acme", "room-1", started_at=1000.0).sink()
+    sink(_final("SG_1", "movable types", 0.0))
+    sink(_final("SG_2", "pips", 2.0))
+    sink(_final("SG_3", "", 3.0))  # a segment that ended with nothing committed
+    sink(_final("SG_2", "", 2.0, revised=True))  # a second hearing retracted it
+    assert [s.segment_id for s in sqlite_store.segments("acme", "room-1")] == ["SG_1"]
+
+
 def test_segment_from_caption_without_words():
     segment = segment_from_caption(
         Caption(participant="p", segment_id="s", text="hm", final=True, start=1, end=2), offset=2.0

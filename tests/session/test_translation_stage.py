@@ -70,6 +70,13 @@ def test_a_revised_final_is_translated_again_and_a_late_translation_of_the_old_t
     assert translations == ["[ko] I see the problem."]
 
 
+def test_a_late_translation_of_a_retracted_segment_is_dropped():
+    translator = ScriptedTranslator(delay=0.05)
+    retracted = Caption("alice", "SG_1", "", final=True, language="en", revised=True)
+    out, translator = run_stage(["ko"], [caption("Pips."), retracted], translator=translator)
+    assert [(c.text, c.translated) for c in out] == [("Pips.", ()), ("", ())]  # the retraction passes on
+
+
 def test_the_speakers_previous_sentences_and_their_translations_go_with_the_next_request():
     async def between(i, out):
         await asyncio.sleep(0.05)  # each translated before the next is said

@@ -115,6 +115,15 @@ def test_a_file_transcribed_again_replaces_all_its_segments(store):
     assert store.segments("acme", "upload") == []
 
 
+def test_a_segment_with_no_text_removes_the_stored_one_of_its_id(store):
+    store.open_meeting("acme", "m1", source="page")
+    store.save_segments("acme", "m1", [_segment("a", 1.0, "movable types"), _segment("b", 2.0, "pips")])
+    store.save_segments("acme", "m1", [_segment("b", 2.0, ""), _segment("c", 3.0, "now")])
+    assert [(s.segment_id, s.text) for s in store.segments("acme", "m1")] == [("a", "movable types"), ("c", "now")]
+    store.save_segments("acme", "m1", [_segment("d", 4.0, " ")])  # never stored: nothing to remove
+    assert [s.segment_id for s in store.segments("acme", "m1")] == ["a", "c"]
+
+
 def test_segments_are_replaced_by_a_newer_one_of_the_same_id(store):
     store.open_meeting("acme", "m1", source="page")
     words = [{"word": "hello", "start": 3.0, "end": 3.4, "probability": 0.9}]

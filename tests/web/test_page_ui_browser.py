@@ -299,6 +299,28 @@ def test_the_page_follows_the_system_colour_scheme_with_high_contrast_captions(
         assert float(focused.value_of_css_property("outline-width").removesuffix("px")) >= 2
 
 
+CONTINUED = "return [...document.querySelectorAll('#transcript .line')].map((el) => el.classList.contains('continued'))"
+
+
+def test_a_line_a_final_with_no_words_retracts_leaves_the_page(chromium_available, server, quiet_mic):
+    with browser.chromium(quiet_mic) as driver:
+        driver.get(server.url + "/")
+        _caption(driver, segment_id="S1", text="Hello there.")
+        _caption(driver, segment_id="S2", text="Pips.", speaker="Bo", participant="P_2", color=1)
+        _caption(driver, segment_id="S3", text="How are you?")
+        assert driver.execute_script(CONTINUED) == [False, False, False]
+
+        # A second hearing found S2 was the tail of a word before it: its revised final is empty.
+        _caption(driver, segment_id="S2", text="", speaker="Bo", participant="P_2", color=1)
+        page = browser.read_page(driver)
+        assert [line["text"] for line in page["lines"]] == ["Hello there.", "How are you?"]
+        # Ana's two lines now follow each other: the second shows no name of its own.
+        assert driver.execute_script(CONTINUED) == [False, True]
+        # A final with no words for a line the page never showed changes nothing.
+        _caption(driver, segment_id="S9", text="")
+        assert len(browser.read_page(driver)["lines"]) == 2
+
+
 # -- files ------------------------------------------------------------------------------------
 
 WATCH_FILE_PANEL = """

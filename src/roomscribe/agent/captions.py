@@ -36,8 +36,9 @@ class CaptionPublisher:
         """Queue a caption (never blocks)."""
         key = (caption.track, caption.segment_id)
         if not caption.shown:
-            # Nothing to show; but an empty final still has to clear an interim on screen.
-            if not (caption.final and key in self._shown):
+            # Nothing to show; but an empty final still has to clear an interim on screen, or
+            # a final a second hearing retracted.
+            if not (caption.final and (key in self._shown or caption.revised)):
                 return
         if caption.final:
             self._shown.discard(key)

@@ -217,19 +217,21 @@ def _simulate(engine, audio, args) -> int:
         return fail(str(exc), EXIT_BAD_INPUT)
     view = LiveView(sys.stdout, args.format)
     captions = CaptionBuilder("")
-    finals = []
+    finals = {}  # segment id -> final caption: a revised final replaces (or retracts) it
 
     def show(event) -> None:
         caption = captions.caption(event)
         if caption is not None:
             view(caption)
             if caption.final and caption.text:
-                finals.append(caption)
+                finals[caption.segment_id] = caption
+            elif caption.final:
+                finals.pop(caption.segment_id, None)
 
     result = simulate(engine, audio, config, mode=args.clock, on_event=show)
     view.close()
     if args.format in ("srt", "vtt", "rttm"):
-        sys.stdout.write(render(finals, args.format))
+        sys.stdout.write(render(sorted(finals.values(), key=lambda c: c.start), args.format))
     lat = result.final_word_latencies()
     first = result.first_interim_delay()
     print(

@@ -47,6 +47,11 @@ REPEAT_WORDS = 3
 # A segment that opens with a copy of this many words of its stretch (or all of its own,
 # REPEAT_WORDS at least) begins the next stretch.
 COPY_WORDS = 5
+# Around a word heard in a stretch's trailing silence, how much must hold no speech (the
+# VAD's probabilities lag the sound by a chunk or two).
+UNSPOKEN_MARGIN_SECONDS = 0.15
+# How far a word may miss another's span and still be said to hold it.
+WORD_COVER_SLACK = 0.05
 # How far before its end a word is surely being said.
 WORD_TAIL_SECONDS = 0.25
 # Recent audio kept, pauses included: the longest stretch and a pause on either side, and
@@ -219,6 +224,7 @@ class SecondHearings:
         on the stream clock) heard differently, and heard whole."""
         events: list[Event] = []
         segments = revision.segments
+        words = self._without_unspoken_end(words, segments[-1].words[-1].end)
         for k, seg in enumerate(segments):
             # Words belong to the segment whose span holds their heard point; the border
             # between two segments lies halfway between them.
@@ -227,9 +233,28 @@ class SecondHearings:
             hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
             # The segment's speaker stays: a change of voice already closed it.
             new = [dataclasses.replace(w, speaker=old[0].speaker) for w in words if lo <= heard_point(w) < hi]
-            if heard_differently(old, new) and self._skipped_speech(old, new) < UNHEARD_SPEECH_SECONDS:
+            if not new and len(old) <= REPEAT_WORDS and _covered(old, words):
+                # A few words the second hearing heard as part of a word beside them: the tail of
+                # a word cut by a window, heard once more on its own ("types. | Pips.").
+                events.append(revised_final(seg.id, [], language, emitted_at, was=old))
+            elif heard_differently(old, new) and self._skipped_speech(old, new) < UNHEARD_SPEECH_SECONDS:
                 events.append(revised_final(seg.id, new, language, emitted_at))
         return events
+
+    def _without_unspoken_end(self, words: list[Word], said_until: float) -> list[Word]:
+        """`words` without the last ones heard after the first hearing's last word (`said_until`)
+        with no speech under them: Whisper goes on into a stretch's trailing silence with the
+        first word of what it expects next ("... in the exhibition. Print")."""
+        if self._vad is None:
+            return words
+        margin = UNSPOKEN_MARGIN_SECONDS
+        kept = list(words)
+        while kept and kept[-1].start >= said_until:
+            lo, hi = int((kept[-1].start - margin) * SAMPLE_RATE), int((kept[-1].end + margin) * SAMPLE_RATE)
+            if not self._vad.holds(lo, hi) or self._vad.speech_seconds(lo, hi) > 0:
+                break
+            kept.pop()
+        return kept
 
     def _skipped_speech(self, old: list[Word], new: list[Word]) -> float:
         """Seconds of speech within the first hearing's words `old` that fall between the
@@ -293,6 +318,11 @@ def _last_copy(said: list[Word], opening: list[Word]) -> int | None:
         if words[i : i + len(want)] == want:
             return i
     return None
+
+
+def _covered(old: list[Word], heard: list[Word]) -> bool:
+    """Whether one of the `heard` words spans all of `old`'s time."""
+    return any(w.start <= old[0].start + WORD_COVER_SLACK and w.end >= old[-1].end - WORD_COVER_SLACK for w in heard)
 
 
 def heard_point(word: Word) -> float:

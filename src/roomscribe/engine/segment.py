@@ -24,23 +24,26 @@ def capitalised(words: list[Word]) -> list[Word]:
     return [Word(text[:1].upper() + text[1:], first.start, first.end, first.probability, first.speaker), *words[1:]]
 
 
-def revised_final(segment_id: str, words: list[Word], language, emitted_at) -> Event:
-    """The FINAL that replaces a closed segment's text with what a second hearing found."""
-    words = capitalised(words)
+def revised_final(segment_id: str, words: list[Word], language, emitted_at, was: list[Word] | None = None) -> Event:
+    """The FINAL that replaces a closed segment's text with what a second hearing found. With
+    no `words` it retracts the segment (`was`: its first words, for its place and speaker):
+    an empty final text, which frontends show as nothing and stores drop."""
+    words = capitalised(words) if words else []
     text = join_words(words, language)
+    place = words or was or []
     return Event(
         EventType.FINAL,
         segment_id,
         emitted_at,
         text=text,
         words=words,
-        start=words[0].start,
-        end=words[-1].end,
+        start=place[0].start if place else 0.0,
+        end=place[-1].end if place else 0.0,
         language=language,
         segment_final=True,
         segment_text=text,
         revision=True,
-        speaker=words[0].speaker,
+        speaker=place[0].speaker if place else None,
     )
 
 

@@ -186,6 +186,10 @@ class VadStream:
         probs = self._history[np.arange(first, last) % HISTORY_CHUNKS]
         return float(np.count_nonzero(probs >= self.config.threshold)) * CHUNK / SAMPLE_RATE
 
+    def holds(self, lo: int, hi: int) -> bool:
+        """Whether the history still holds the probabilities of [lo, hi) samples."""
+        return lo // CHUNK >= max(self._history_end - HISTORY_CHUNKS, 0) and -(-hi // CHUNK) <= self._history_end
+
     @property
     def processed_samples(self) -> int:
         return self._processed

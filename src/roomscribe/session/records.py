@@ -315,8 +315,8 @@ class RecordSink:
         self.offset = offset
 
     def __call__(self, caption: Caption) -> None:
-        if not caption.final or not caption.text.strip():
-            return
+        if not caption.final or not (caption.text.strip() or caption.revised):
+            return  # a revised final with no text retracts the segment: the store drops it
         recorder = self.recorder
         recorder.writer.write(recorder.tenant, recorder.meeting_id, segment_from_caption(caption, self.offset))
 

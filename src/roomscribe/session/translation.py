@@ -100,6 +100,8 @@ class TranslationStage(Stage):
 
     def process(self, caption: Caption, emit: Emit) -> None:
         emit(caption)
+        if caption.final and not caption.text.strip() and caption.segment_id in self._segments:
+            self._segments[caption.segment_id] = caption  # retracted: a late translation of it is dropped
         if caption.translated or not caption.text.strip() or self._closed:
             return
         targets = [t for t in self.targets.languages if t != caption.language]

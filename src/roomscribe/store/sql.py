@@ -266,9 +266,9 @@ class Store:
         self, tenant: str, meeting_id: str, segments: Sequence[Segment], *, replace: bool = False
     ) -> None:
         """Stores segments of a meeting in one transaction; a segment replaces the stored one
-        of its `segment_id` (a revision, a translation added), and with `replace` these are
-        all the meeting's segments (a file transcribed again). StoreError if the meeting does
-        not exist."""
+        of its `segment_id` (a revision, a translation added), one with no text removes it (a
+        retracted caption), and with `replace` these are all the meeting's segments (a file
+        transcribed again). StoreError if the meeting does not exist."""
         tenant, meeting_id = parse_tenant(tenant), parse_meeting_id(meeting_id)
         newest: dict[str, Segment] = {}
         for segment in segments:
@@ -295,11 +295,17 @@ class Store:
                 now,
             )
             for s in newest.values()
+            if s.text.strip()
         ]
+        retracted = [(tenant, meeting_id, s.segment_id) for s in newest.values() if not s.text.strip()]
         with self._db.transaction(write=True) as cur:
             self._require_meeting(cur, tenant, meeting_id)
             if replace:
                 cur.execute("DELETE FROM segments WHERE tenant = ? AND meeting_id = ?", (tenant, meeting_id))
+            if retracted:
+                cur.executemany(
+                    "DELETE FROM segments WHERE tenant = ? AND meeting_id = ? AND segment_id = ?", retracted
+                )
             if not rows:
                 return
             cur.executemany(

@@ -230,6 +230,7 @@ class RealtimeSession:
             self.push({"type": "partial_transcript", "segment_id": caption.segment_id, "text": caption.shown})
             return
         if not caption.text:
+            self.finals.pop(caption.segment_id, None)  # retracted by a second hearing
             return
         if self.recorder is None:
             self.finals[caption.segment_id] = segment_from_caption(caption, self.offset)

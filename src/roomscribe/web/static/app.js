@@ -244,6 +244,17 @@ function renderLine(msg) {
     }
     return;
   }
+  if (msg.final && !msg.text && !msg.tail) {
+    // A final with no words: an interim heard nothing after all, or a second hearing
+    // retracted the line (a word's tail heard again on its own).
+    if (el) {
+      const after = el.nextElementSibling;
+      el.remove();
+      state.lines.delete(msg.segment_id);
+      if (after) markContinued(after);
+    }
+    return;
+  }
   const box = $("transcript");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   if (!el) {
