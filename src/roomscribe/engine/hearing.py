@@ -50,6 +50,8 @@ COPY_WORDS = 5
 # Around a word heard in a stretch's trailing silence, how much must hold no speech (the
 # VAD's probabilities lag the sound by a chunk or two).
 UNSPOKEN_MARGIN_SECONDS = 0.15
+# How far apart two hearings may start a word and still be said to hear it in the same place.
+SAME_START_SECONDS = 0.1
 # How far a word may miss another's span and still be said to hold it.
 WORD_COVER_SLACK = 0.05
 # How far before its end a word is surely being said.
@@ -225,14 +227,11 @@ class SecondHearings:
         events: list[Event] = []
         segments = revision.segments
         words = self._without_unspoken_end(words, segments[-1].words[-1].end)
+        owners = [_owner(w, segments) for w in words]
         for k, seg in enumerate(segments):
-            # Words belong to the segment whose span holds their heard point; the border
-            # between two segments lies halfway between them.
             old = seg.words
-            lo = -np.inf if k == 0 else (segments[k - 1].words[-1].end + old[0].start) / 2
-            hi = np.inf if k == len(segments) - 1 else (old[-1].end + segments[k + 1].words[0].start) / 2
             # The segment's speaker stays: a change of voice already closed it.
-            new = [dataclasses.replace(w, speaker=old[0].speaker) for w in words if lo <= heard_point(w) < hi]
+            new = [dataclasses.replace(w, speaker=old[0].speaker) for w, o in zip(words, owners) if o == k]
             if not new and len(old) <= REPEAT_WORDS and _covered(old, words):
                 # A few words the second hearing heard as part of a word beside them: the tail of
                 # a word cut by a window, heard once more on its own ("types. | Pips.").
@@ -318,6 +317,23 @@ def _last_copy(said: list[Word], opening: list[Word]) -> int | None:
         if words[i : i + len(want)] == want:
             return i
     return None
+
+
+def _owner(word: Word, segments: list[ClosedSegment]) -> int:
+    """The index of the segment of `segments` a second hearing's `word` belongs to: the one
+    where the first hearing had the same word at the same start, else the one whose span
+    holds its heard point (the border between two segments lies halfway between them). A word
+    that took in the tail of a word cut by a window, heard again on its own, ends late
+    ("types." over "Pips."): its start still says where it was said."""
+    said = normalize_word(word.text)
+    for k, seg in enumerate(segments):
+        if any(abs(w.start - word.start) <= SAME_START_SECONDS and normalize_word(w.text) == said for w in seg.words):
+            return k
+    point = heard_point(word)
+    for k in range(len(segments) - 1):
+        if point < (segments[k].words[-1].end + segments[k + 1].words[0].start) / 2:
+            return k
+    return len(segments) - 1
 
 
 def _covered(old: list[Word], heard: list[Word]) -> bool:
