@@ -12,6 +12,9 @@ import json
 
 import pytest
 
+from roomscribe.engine import Word
+from roomscribe.session import Caption
+from roomscribe.web.stt_compat import RealtimeSession
 from support.asr import pcm16
 from support.meetings import (
     DATABASES,
@@ -248,6 +251,42 @@ def test_stt_status(server):
 # -- /stt/realtime ---------------------------------------------------------------------------------
 
 
+class _Socket:
+    closed = False
+
+    def __init__(self):
+        self.sent: list[dict] = []
+
+    async def send_str(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+
+def test_realtime_tells_the_client_of_a_revised_and_a_retracted_segment_once_each():
+    async def run() -> list[dict]:
+        ws = _Socket()
+        session = RealtimeSession(ws, "rt", "local", "m-1", 16000)
+        words = [Word(" Printing", 0.5, 1.0, 0.9)]
+        session.on_caption(Caption("carol", "S1", "Printing", final=True, start=0.5, end=1.0, words=words))
+        session.on_caption(Caption("carol", "S2", "Pips.", final=True, start=1.0, end=1.3, words=words))
+        # A second hearing: S1 revised, S2 retracted; an empty final of a segment never pushed says nothing.
+        session.on_caption(Caption("carol", "S1", "Printing types.", final=True, start=0.5, end=1.3, revised=True))
+        session.on_caption(Caption("carol", "S2", "", final=True, start=1.0, end=1.3, revised=True))
+        session.on_caption(Caption("carol", "S3", "", final=True, start=2.0, end=2.0))
+        await asyncio.sleep(0)
+        assert sorted(session.finals) == ["S1"]  # what session_ended shows without records
+        return ws.sent
+
+    sent = asyncio.run(run())
+    assert [(m["segment"]["segment_id"], m["segment"]["text"]) for m in sent] == [
+        ("S1", "Printing"),
+        ("S2", "Pips."),
+        ("S1", "Printing types."),
+        ("S2", ""),
+    ]
+    assert all(m["type"] == "transcript" and m["is_final"] for m in sent)
+    assert (sent[-1]["segment"]["start"], sent[-1]["segment"]["end"]) == (1.0, 1.3)
+
+
 def test_realtime_survives_malformed_messages_then_transcribes_a_session(server, clip):
     path, reference, duration = clip
     pcm = pcm16(read_audio(path))
@@ -302,8 +341,10 @@ def test_realtime_survives_malformed_messages_then_transcribes_a_session(server,
     assert set(ended) == SHAPE | {"type", "session_id"}
     assert ended["meeting_id"] == "rt-1" and ended["tenant_id"] == "local" and ended["user_id"] == "carol"
     assert ended["has_diarization"] is False and set(ended["speakers"]) == {"carol"}
-    # Every transcript pushed is a segment of the meeting, as it was pushed.
-    pushed = [m["segment"] for m in finals]
+    # The meeting's segments are what was pushed, each as last pushed: a transcript for a segment
+    # id already pushed replaces it (a second hearing's revision; with no text, its retraction).
+    latest = {m["segment"]["segment_id"]: m["segment"] for m in finals}
+    pushed = sorted((s for s in latest.values() if s["text"]), key=lambda s: (s["start"], s["segment_id"]))
     assert [(s["segment_id"], s["text"], s["start"], s["end"]) for s in pushed] == [
         (s["segment_id"], s["text"], s["start"], s["end"]) for s in ended["segments"]
     ]

@@ -8,7 +8,9 @@
   messages `start_session` (`session_id`, `tenant_id`,
   `meeting_id`, `language`, `user_id`, `sample_rate`), `audio_chunk` (`audio`: base64
   PCM s16le mono), `end_session`; results are pushed as `partial_transcript` and
-  `transcript` messages, and the whole meeting as `session_ended`;
+  `transcript` messages (a `transcript` for a segment id already pushed replaces it: a
+  second hearing's revision, or with empty `text` its retraction), and the whole meeting as
+  `session_ended`;
 - `GET /stt/status`.
 
 Answers are shaped as those clients read them: `meeting_id`, `tenant_id`, `transcript`,
@@ -220,6 +222,7 @@ class RealtimeSession:
         self.started = time.perf_counter()
         self.ended = False
         self.finals: dict[str, Segment] = {}  # what session_ended shows on a server that keeps no records
+        self.pushed: set[str] = set()  # segment ids the client has a transcript of
 
     def push(self, message: dict) -> None:
         if not self.ws.closed:
@@ -230,9 +233,14 @@ class RealtimeSession:
             self.push({"type": "partial_transcript", "segment_id": caption.segment_id, "text": caption.shown})
             return
         if not caption.text:
-            self.finals.pop(caption.segment_id, None)  # retracted by a second hearing
-            return
-        if self.recorder is None:
+            # A segment a second hearing retracted: a client that has it is told (empty text).
+            self.finals.pop(caption.segment_id, None)
+            if caption.segment_id not in self.pushed:
+                return
+            self.pushed.discard(caption.segment_id)
+        else:
+            self.pushed.add(caption.segment_id)
+        if self.recorder is None and caption.text:
             self.finals[caption.segment_id] = segment_from_caption(caption, self.offset)
         probabilities = [w.probability for w in caption.words]
         self.push(
