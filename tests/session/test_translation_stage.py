@@ -77,6 +77,20 @@ def test_a_late_translation_of_a_retracted_segment_is_dropped():
     assert [(c.text, c.translated) for c in out] == [("Pips.", ()), ("", ())]  # the retraction passes on
 
 
+def test_translations_shown_of_a_retracted_segment_are_retracted_with_it():
+    async def between(i, out):
+        await asyncio.sleep(0.05)  # "Pips." is translated before the retraction comes
+
+    retracted = Caption("alice", "SG_1", "", final=True, language="en", revised=True)
+    out, _ = run_stage(["ko", "fr"], [caption("Pips."), retracted], between=between)
+    assert [c.translated for c in out[:3]] in ([(), ("ko",), ("fr",)], [(), ("fr",), ("ko",)])
+    *_, gone, gone_translations = out
+    assert (gone.text, gone.translated) == ("", ())
+    assert gone_translations.text == "" and gone_translations.final and gone_translations.segment_id == "SG_1"
+    assert sorted(gone_translations.translated) == ["fr", "ko"]
+    assert gone_translations.translations == {"ko": "", "fr": ""}
+
+
 def test_the_speakers_previous_sentences_and_their_translations_go_with_the_next_request():
     async def between(i, out):
         await asyncio.sleep(0.05)  # each translated before the next is said

@@ -261,3 +261,10 @@ async def realtime(
             await ws.close()
         await asyncio.wait_for(reader, timeout)
     return received
+
+
+def transcripts_as_last_pushed(messages: list[dict]) -> list[dict]:
+    """The segments of the `transcript` messages among `messages`, each as last pushed (a later
+    push of a segment id replaces it; one with no text retracts it), in the order they started."""
+    latest = {m["segment"]["segment_id"]: m["segment"] for m in messages if m["type"] == "transcript"}
+    return sorted((s for s in latest.values() if s["text"]), key=lambda s: (s["start"], s["segment_id"]))

@@ -25,6 +25,7 @@ from support.meetings import (
     media_files,
     meeting_server,
     realtime,
+    transcripts_as_last_pushed,
     wait_for_job,
     wait_for_meeting,
 )
@@ -343,8 +344,7 @@ def test_realtime_survives_malformed_messages_then_transcribes_a_session(server,
     assert ended["has_diarization"] is False and set(ended["speakers"]) == {"carol"}
     # The meeting's segments are what was pushed, each as last pushed: a transcript for a segment
     # id already pushed replaces it (a second hearing's revision; with no text, its retraction).
-    latest = {m["segment"]["segment_id"]: m["segment"] for m in finals}
-    pushed = sorted((s for s in latest.values() if s["text"]), key=lambda s: (s["start"], s["segment_id"]))
+    pushed = transcripts_as_last_pushed(messages)
     assert [(s["segment_id"], s["text"], s["start"], s["end"]) for s in pushed] == [
         (s["segment_id"], s["text"], s["start"], s["end"]) for s in ended["segments"]
     ]
@@ -399,7 +399,7 @@ def test_realtime_on_a_server_without_records_captions_and_keeps_nothing(engine,
     with running_server(engine, ServerConfig(port=0, records=False)) as off:
         messages = asyncio.run(realtime(off.url, [start, *audio, json.dumps({"type": "end_session"})]))
         assert call("GET", off.url + "/meetings").status == 501  # nothing kept, and it says so
-    finals = [m["segment"] for m in messages if m["type"] == "transcript"]
+    finals = transcripts_as_last_pushed(messages)
     ended = messages[-1]
     assert ended["type"] == "session_ended" and ended["meeting_id"] == "rt-off"
     assert [s["segment_id"] for s in ended["segments"]] == [s["segment_id"] for s in finals] and finals

@@ -101,7 +101,12 @@ class TranslationStage(Stage):
     def process(self, caption: Caption, emit: Emit) -> None:
         emit(caption)
         if caption.final and not caption.text.strip() and caption.segment_id in self._segments:
-            self._segments[caption.segment_id] = caption  # retracted: a late translation of it is dropped
+            # Retracted by a second hearing: a late translation of it is dropped, and those
+            # shown already are retracted with it (each an empty translation).
+            shown = self._segments[caption.segment_id].translations
+            self._segments[caption.segment_id] = caption
+            if shown:
+                emit(dataclasses.replace(caption, translations=dict.fromkeys(shown, ""), translated=tuple(shown)))
         if caption.translated or not caption.text.strip() or self._closed:
             return
         targets = [t for t in self.targets.languages if t != caption.language]
